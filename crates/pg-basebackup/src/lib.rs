@@ -1,0 +1,1 @@
+//! Sans-IO decoder of a `BASE_BACKUP` response (work in progress).
