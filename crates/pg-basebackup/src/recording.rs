@@ -1,0 +1,517 @@
+//! Recordings of the raw bytes a backup connection exchanged, and their replay through the
+//! [`Decoder`](crate::Decoder).
+//!
+//! # Format (`PGPRECv1`)
+//!
+//! All integers are big-endian.
+//!
+//! ```text
+//! magic      9 bytes   "PGPRECv1\n"
+//! meta_len   u32       length of the metadata, at most 1 MiB
+//! meta       JSON      UTF-8 object (see RecordingMeta):
+//!                      {"server_major": 15, "server_version": "15.18 (Debian …)",
+//!                       "command": "BASE_BACKUP ( … )", "manifest": true,
+//!                       "compression": "none", "meta": { free-form }}
+//! records, until the end of the file:
+//!   direction u8       b'S' server→client bytes, b'C' client→server bytes,
+//!                      b'M' a marker (payload = UTF-8 label)
+//!   nanos     u64      monotonic nanoseconds since the recording started
+//!   len       u32      payload length, at most MAX_RECORD_LEN (16 MiB)
+//!   payload   len bytes
+//! ```
+//!
+//! Records are recorded at the plaintext protocol layer (after TLS), one per read or write.
+//! The connection code writes a marker record labelled [`BASE_BACKUP_MARK`] right before it
+//! sends the `BASE_BACKUP` query: the response to decode is the server bytes after the marker,
+//! up to the first client record that follows a server record (or the end). A recording without that marker is taken to hold
+//! only the response. A recording never holds a password: the writer is fed what crosses the
+//! wire after authentication, or the caller must leave the authentication exchange out.
+
+use std::io::{Read, Write};
+
+use sha2::{Digest, Sha256};
+
+use crate::compress::Compression;
+use crate::decoder::{DecodeError, Decoder, DecoderOptions, Event, TablespaceInfo};
+use crate::msg::Lsn;
+
+/// The magic line that starts every recording.
+pub const MAGIC: &[u8; 9] = b"PGPRECv1\n";
+/// Largest metadata block accepted.
+pub const MAX_META_LEN: u32 = 1 << 20;
+/// Largest payload of one record; the writer splits bigger writes.
+pub const MAX_RECORD_LEN: u32 = 16 << 20;
+/// The marker label written just before the `BASE_BACKUP` query is sent.
+pub const BASE_BACKUP_MARK: &str = "BASE_BACKUP";
+
+/// Direction of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Server to client (`S`).
+    Server,
+    /// Client to server (`C`).
+    Client,
+    /// A marker (`M`) written by the recorder, not bytes on the wire.
+    Mark,
+}
+
+impl Direction {
+    fn byte(self) -> u8 {
+        match self {
+            Direction::Server => b'S',
+            Direction::Client => b'C',
+            Direction::Mark => b'M',
+        }
+    }
+}
+
+/// One record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Who sent the bytes.
+    pub direction: Direction,
+    /// Monotonic nanoseconds since the recording started.
+    pub nanos: u64,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+/// The metadata block of a recording.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingMeta {
+    /// Server major version.
+    pub server_major: u32,
+    /// Full `server_version` parameter.
+    pub server_version: String,
+    /// The `BASE_BACKUP` command text sent.
+    pub command: String,
+    /// Whether a manifest was requested.
+    pub manifest: bool,
+    /// Server-side compression requested.
+    pub compression: Compression,
+    /// Free-form metadata (tool versions, host, test name…).
+    pub meta: serde_json::Value,
+}
+
+impl RecordingMeta {
+    /// The decoder options this recording was made with.
+    pub fn decoder_options(&self) -> DecoderOptions {
+        DecoderOptions {
+            server_major: self.server_major,
+            manifest: self.manifest,
+            compression: self.compression,
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "server_major": self.server_major,
+            "server_version": self.server_version,
+            "command": self.command,
+            "manifest": self.manifest,
+            "compression": self.compression.option_value(),
+            "meta": self.meta,
+        })
+    }
+
+    fn from_json(v: &serde_json::Value) -> Result<Self, RecordingError> {
+        let bad = |what: &str| RecordingError::BadMeta(format!("missing or invalid {what:?}"));
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned).ok_or_else(|| bad(k));
+        Ok(Self {
+            server_major: v
+                .get("server_major")
+                .and_then(|x| x.as_u64())
+                .and_then(|x| u32::try_from(x).ok())
+                .ok_or_else(|| bad("server_major"))?,
+            server_version: s("server_version")?,
+            command: s("command")?,
+            manifest: v.get("manifest").and_then(|x| x.as_bool()).ok_or_else(|| bad("manifest"))?,
+            compression: Compression::from_option_value(&s("compression")?)
+                .ok_or_else(|| bad("compression"))?,
+            meta: v.get("meta").cloned().unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+/// A recording that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    /// IO error of the underlying reader or writer.
+    #[error("recording IO: {0}")]
+    Io(#[from] std::io::Error),
+    /// Not a `PGPRECv1` recording.
+    #[error("not a PGPRECv1 recording (bad magic)")]
+    BadMagic,
+    /// The metadata block is invalid.
+    #[error("recording metadata: {0}")]
+    BadMeta(String),
+    /// A record is invalid.
+    #[error("record at byte {offset}: {detail}")]
+    BadRecord {
+        /// Offset of the record in the recording.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Writes a recording.
+#[derive(Debug)]
+pub struct RecordingWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> RecordingWriter<W> {
+    /// Writes the magic and the metadata.
+    pub fn new(mut out: W, meta: &RecordingMeta) -> Result<Self, RecordingError> {
+        let json = serde_json::to_vec(&meta.to_json()).map_err(|e| RecordingError::BadMeta(e.to_string()))?;
+        let len = u32::try_from(json.len()).ok().filter(|&l| l <= MAX_META_LEN);
+        let len = len.ok_or_else(|| RecordingError::BadMeta("metadata larger than 1 MiB".into()))?;
+        out.write_all(MAGIC)?;
+        out.write_all(&len.to_be_bytes())?;
+        out.write_all(&json)?;
+        Ok(Self { out })
+    }
+
+    /// Appends bytes seen in one direction (split into records of at most `MAX_RECORD_LEN`).
+    pub fn record(&mut self, direction: Direction, nanos: u64, data: &[u8]) -> Result<(), RecordingError> {
+        for piece in data.chunks(MAX_RECORD_LEN as usize) {
+            self.out.write_all(&[direction.byte()])?;
+            self.out.write_all(&nanos.to_be_bytes())?;
+            self.out.write_all(&(piece.len() as u32).to_be_bytes())?;
+            self.out.write_all(piece)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a marker record (e.g. [`BASE_BACKUP_MARK`]).
+    pub fn mark(&mut self, nanos: u64, label: &str) -> Result<(), RecordingError> {
+        self.record(Direction::Mark, nanos, label.as_bytes())
+    }
+
+    /// Flushes and returns the writer.
+    pub fn into_inner(mut self) -> Result<W, RecordingError> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// Reads a recording from any `Read`.
+#[derive(Debug)]
+pub struct RecordingReader<R: Read> {
+    input: R,
+    meta: RecordingMeta,
+    offset: u64,
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<bool, std::io::Error> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+impl<R: Read> RecordingReader<R> {
+    /// Reads and checks the magic and the metadata.
+    pub fn new(mut input: R) -> Result<Self, RecordingError> {
+        let mut magic = [0u8; 9];
+        if !read_full(&mut input, &mut magic)? || &magic != MAGIC {
+            return Err(RecordingError::BadMagic);
+        }
+        let mut len = [0u8; 4];
+        if !read_full(&mut input, &mut len)? {
+            return Err(RecordingError::BadMeta("missing".into()));
+        }
+        let len = u32::from_be_bytes(len);
+        if len > MAX_META_LEN {
+            return Err(RecordingError::BadMeta(format!("{len} bytes, more than 1 MiB")));
+        }
+        let mut json = vec![0u8; len as usize];
+        if !read_full(&mut input, &mut json)? && len > 0 {
+            return Err(RecordingError::BadMeta("truncated".into()));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|e| RecordingError::BadMeta(e.to_string()))?;
+        let meta = RecordingMeta::from_json(&v)?;
+        Ok(Self { input, meta, offset: 13 + u64::from(len) })
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &RecordingMeta {
+        &self.meta
+    }
+
+    /// The next record, `None` at a clean end of file.
+    pub fn next_record(&mut self) -> Result<Option<Record>, RecordingError> {
+        let offset = self.offset;
+        let bad = |detail: String| RecordingError::BadRecord { offset, detail };
+        let mut head = [0u8; 13];
+        match read_full(&mut self.input, &mut head) {
+            Ok(false) => return Ok(None),
+            Ok(true) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(bad("truncated header".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let direction = match head[0] {
+            b'S' => Direction::Server,
+            b'C' => Direction::Client,
+            b'M' => Direction::Mark,
+            d => return Err(bad(format!("unknown direction byte {d:#04x}"))),
+        };
+        let nanos = u64::from_be_bytes(head[1..9].try_into().unwrap_or([0; 8]));
+        let len = u32::from_be_bytes(head[9..13].try_into().unwrap_or([0; 4]));
+        if len > MAX_RECORD_LEN {
+            return Err(bad(format!("record of {len} bytes, more than {MAX_RECORD_LEN}")));
+        }
+        let mut data = vec![0u8; len as usize];
+        if len > 0 {
+            match read_full(&mut self.input, &mut data) {
+                Ok(true) => {}
+                Ok(false) => return Err(bad("truncated payload".into())),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(bad("truncated payload".into()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.offset += 13 + u64::from(len);
+        Ok(Some(Record { direction, nanos, data }))
+    }
+}
+
+/// How replay splits the server bytes before feeding them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chunking {
+    /// One feed per recorded read.
+    AsRecorded,
+    /// Fixed-size pieces (at least 1 byte).
+    Fixed(usize),
+    /// Pseudo-random sizes from 1 to the given maximum, from a seed (deterministic).
+    Random {
+        /// Seed of the generator.
+        seed: u64,
+        /// Largest piece.
+        max: usize,
+    },
+}
+
+/// One tar entry as seen by a replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntrySummary {
+    /// Path relative to the archive.
+    pub path: String,
+    /// Entry kind.
+    pub kind: pg_tar::EntryKind,
+    /// Symlink target.
+    pub link_target: Option<String>,
+    /// Bytes of data received.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the data.
+    pub sha256: String,
+}
+
+/// One archive as seen by a replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveSummary {
+    /// Archive name.
+    pub name: String,
+    /// Tablespace oid (`None`: main data directory).
+    pub tablespace_oid: Option<u32>,
+    /// Entries in order.
+    pub entries: Vec<EntrySummary>,
+    /// Whether `ArchiveEnd` was seen.
+    pub complete: bool,
+}
+
+/// What a decode produced, in a form tests can compare.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Start LSN and timeline.
+    pub start: Option<(Lsn, u32)>,
+    /// The tablespace list.
+    pub tablespaces: Vec<TablespaceInfo>,
+    /// The archives.
+    pub archives: Vec<ArchiveSummary>,
+    /// Manifest length and SHA-256 (hex), if one came complete.
+    pub manifest: Option<(u64, String)>,
+    /// `SQLSTATE message` of each notice.
+    pub notices: Vec<String>,
+    /// Progress values.
+    pub progress: Vec<u64>,
+    /// End LSN and timeline.
+    pub end: Option<(Lsn, u32)>,
+    /// Whether `Done` was produced.
+    pub done: bool,
+    /// The error that ended the decode, if any (`finish` included).
+    pub error: Option<DecodeError>,
+}
+
+struct Collector {
+    s: Summary,
+    entry_hash: Option<Sha256>,
+    manifest: Option<(u64, Sha256)>,
+}
+
+impl Collector {
+    fn event(&mut self, ev: Event) {
+        let s = &mut self.s;
+        match ev {
+            Event::BackupStart { start_lsn, timeline, tablespaces } => {
+                s.start = Some((start_lsn, timeline));
+                s.tablespaces = tablespaces;
+            }
+            Event::ArchiveStart(a) => s.archives.push(ArchiveSummary {
+                name: a.name,
+                tablespace_oid: a.tablespace.oid,
+                entries: Vec::new(),
+                complete: false,
+            }),
+            Event::EntryStart(e) => {
+                if let Some(a) = s.archives.last_mut() {
+                    a.entries.push(EntrySummary {
+                        path: e.header.path,
+                        kind: e.header.kind,
+                        link_target: e.header.link_target,
+                        size: 0,
+                        sha256: String::new(),
+                    });
+                }
+                self.entry_hash = Some(Sha256::new());
+            }
+            Event::EntryData(d) => {
+                if let Some(e) = s.archives.last_mut().and_then(|a| a.entries.last_mut()) {
+                    e.size += d.len() as u64;
+                }
+                if let Some(h) = self.entry_hash.as_mut() {
+                    h.update(&d);
+                }
+            }
+            Event::EntryEnd => {
+                if let (Some(e), Some(h)) =
+                    (s.archives.last_mut().and_then(|a| a.entries.last_mut()), self.entry_hash.take())
+                {
+                    e.sha256 = hex_lower(&h.finalize());
+                }
+            }
+            Event::ArchiveEnd { .. } => {
+                if let Some(a) = s.archives.last_mut() {
+                    a.complete = true;
+                }
+            }
+            Event::Progress { bytes_done } => s.progress.push(bytes_done),
+            Event::ManifestStart => self.manifest = Some((0, Sha256::new())),
+            Event::ManifestData(d) => {
+                if let Some((n, h)) = self.manifest.as_mut() {
+                    *n += d.len() as u64;
+                    h.update(&d);
+                }
+            }
+            Event::ManifestEnd => {
+                if let Some((n, h)) = self.manifest.take() {
+                    s.manifest = Some((n, hex_lower(&h.finalize())));
+                }
+            }
+            Event::Notice(n) => s.notices.push(format!("{} {}", n.code, n.message)),
+            Event::ParameterStatus { .. } => {}
+            Event::BackupEnd { end_lsn, timeline } => s.end = Some((end_lsn, timeline)),
+            Event::Done => s.done = true,
+        }
+    }
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Decodes a response given as byte pieces and summarises the events (sizes and SHA-256 of
+/// every entry and of the manifest). Decoding errors end up in [`Summary::error`].
+pub fn decode_pieces<'a>(opts: DecoderOptions, pieces: impl IntoIterator<Item = &'a [u8]>) -> Summary {
+    let mut c = Collector { s: Summary::default(), entry_hash: None, manifest: None };
+    let mut dec = match Decoder::new(opts) {
+        Ok(d) => d,
+        Err(e) => {
+            c.s.error = Some(e);
+            return c.s;
+        }
+    };
+    for piece in pieces {
+        dec.feed_bytes(piece);
+        loop {
+            match dec.poll_event() {
+                Ok(Some(ev)) => c.event(ev),
+                Ok(None) => break,
+                Err(e) => {
+                    c.s.error = Some(e);
+                    return c.s;
+                }
+            }
+        }
+    }
+    if let Err(e) = dec.finish() {
+        c.s.error = Some(e);
+    }
+    c.s
+}
+
+/// Splits `data` into pieces per `chunking`.
+pub fn split(data: &[u8], chunking: Chunking) -> Vec<&[u8]> {
+    match chunking {
+        Chunking::AsRecorded => vec![data],
+        Chunking::Fixed(n) => data.chunks(n.max(1)).collect(),
+        Chunking::Random { seed, max } => {
+            let mut state = seed | 1;
+            let mut out = Vec::new();
+            let mut rest = data;
+            while !rest.is_empty() {
+                // xorshift64*: deterministic and dependency-free.
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                let n = (r % max.max(1) as u64) as usize + 1;
+                let (a, b) = rest.split_at(n.min(rest.len()));
+                out.push(a);
+                rest = b;
+            }
+            out
+        }
+    }
+}
+
+/// Reads a whole recording and replays the `BASE_BACKUP` response it holds through a
+/// [`Decoder`] configured from its metadata.
+pub fn replay<R: Read>(recording: R, chunking: Chunking) -> Result<Summary, RecordingError> {
+    let mut r = RecordingReader::new(recording)?;
+    let opts = r.meta().decoder_options();
+    let mut records = Vec::new();
+    while let Some(rec) = r.next_record()? {
+        records.push(rec);
+    }
+    let start = records
+        .iter()
+        .rposition(|x| x.direction == Direction::Mark && x.data == BASE_BACKUP_MARK.as_bytes())
+        .map_or(0, |i| i + 1);
+    let mut server: Vec<&[u8]> = Vec::new();
+    for rec in &records[start..] {
+        match rec.direction {
+            Direction::Server => server.push(&rec.data),
+            // The query itself follows the marker; the next command ends the response.
+            Direction::Client if start > 0 && !server.is_empty() => break,
+            _ => {}
+        }
+    }
+    if chunking == Chunking::AsRecorded {
+        return Ok(decode_pieces(opts, server));
+    }
+    let all: Vec<u8> = server.concat();
+    Ok(decode_pieces(opts, split(&all, chunking)))
+}
