@@ -253,7 +253,7 @@ impl TestCluster {
         make_public_dir(&clusters)?;
         // Cheap (a directory listing): done at every start so that a test binary whose threads
         // already started clusters still reaps what a killed run left behind meanwhile.
-        procs::reap_stale(&clusters, &root.join("templates"));
+        procs::reap_stale(&clusters, &root.join("templates"), &root.join("scratch"));
         let bin_dir = server_bin_dir(major, options.server_source)?;
         let ids = server_user_ids()?;
 
@@ -505,8 +505,12 @@ impl TestCluster {
 
     /// Creates the users and tablespaces of `options`.
     pub(crate) fn create_objects(&mut self, options: &ClusterOptions) -> Result<()> {
-        let mut script =
-            format!("SET password_encryption = {};\n", quote_literal(options.password_encryption()));
+        // Passwords must not reach the server log either (a failing statement is logged whole).
+        let mut script = format!(
+            "SET log_statement = 'none';\nSET log_min_error_statement = panic;\n\
+             SET password_encryption = {};\n",
+            quote_literal(options.password_encryption())
+        );
         for user in &options.users {
             let mut attrs = vec![if user.login { "LOGIN" } else { "NOLOGIN" }];
             if user.superuser {
@@ -527,7 +531,14 @@ impl TestCluster {
             ));
         }
         if !options.users.is_empty() {
-            self.sql(&script)?;
+            self.sql(&script).map_err(|e| match e {
+                Error::Sql { status, stderr, .. } => Error::Sql {
+                    query: "CREATE ROLE … (statements not shown: they hold passwords)".into(),
+                    status,
+                    stderr,
+                },
+                other => other,
+            })?;
         }
         for name in &options.tablespaces {
             self.create_tablespace(name)?;

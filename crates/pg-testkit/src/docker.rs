@@ -1,7 +1,7 @@
 //! The Docker backend (feature `testcontainers`, env `PG_TEST_BACKEND=docker`): the official
 //! `postgres:<major>` image through `testcontainers`, configured with the same `pg_hba.conf`,
 //! settings, users and TLS files as the local backend. Paths such as `data_dir()` and
-//! `socket_dir()` are inside the container; `pid()` is None; `start_existing` is not supported.
+//! `socket_dir()` are inside the container; `pid()` is None; `start_existing` always uses the local backend.
 
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,8 @@ pub(crate) fn start(major: u32, options: ClusterOptions) -> Result<TestCluster> 
             request = request.with_copy_to(format!("{CONF_DIR}/in/{name}"), path.clone());
         }
         script.push_str(&format!(
-            "cp {CONF_DIR}/in/* {CONF_DIR}/run/; chown -R postgres: {CONF_DIR}/run; chmod 600 {CONF_DIR}/run/server.key; "
+            "cp {CONF_DIR}/in/* {CONF_DIR}/run/; chown -R postgres: {CONF_DIR}/run; \
+             chmod 600 {CONF_DIR}/run/server.key; "
         ));
     }
     script.push_str(&format!("exec docker-entrypoint.sh postgres -c config_file={CONF_DIR}/postgresql.conf"));

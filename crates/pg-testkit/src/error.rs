@@ -22,7 +22,7 @@ pub enum Error {
         dir: PathBuf,
     },
     /// A client tool is not installed.
-    #[error("{name} {} not found (looked in {}): run scripts/setup-postgres", major.map(|m| format!("of PostgreSQL {m}")).unwrap_or_default(), dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("{name}{} not found (looked in {}): run scripts/setup-postgres", of_major(*major), list(dirs))]
     MissingTool {
         /// The tool's file name, e.g. `pg_verifybackup`.
         name: String,
@@ -62,6 +62,14 @@ pub enum Error {
     /// The Docker backend failed.
     #[error("docker backend: {0}")]
     Docker(String),
+}
+
+fn of_major(major: Option<u32>) -> String {
+    major.map(|m| format!(" of PostgreSQL {m}")).unwrap_or_default()
+}
+
+fn list(dirs: &[PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// The harness's result type.

@@ -117,8 +117,8 @@ pub(crate) fn postmaster_pid(data_dir: &Path) -> Option<i32> {
 }
 
 /// Removes every cluster directory under `clusters` whose owning process is dead, stopping its
-/// postmaster first; and template build directories left by dead processes.
-pub(crate) fn reap_stale(clusters: &Path, templates: &Path) {
+/// postmaster first; and template build and scratch directories left by dead processes.
+pub(crate) fn reap_stale(clusters: &Path, templates: &Path, scratch: &Path) {
     if let Ok(entries) = fs::read_dir(clusters) {
         for entry in entries.flatten() {
             let dir = entry.path();
@@ -140,16 +140,20 @@ pub(crate) fn reap_stale(clusters: &Path, templates: &Path) {
             let _ = fs::remove_dir_all(&dir);
         }
     }
-    if let Ok(entries) = fs::read_dir(templates) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // .tmp-<pid>-<start>-<n>
-            let Some(rest) = name.strip_prefix(".tmp-") else { continue };
-            let mut parts = rest.split('-');
-            let tag = format!("{} {}", parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            if !owner_alive(&tag) {
-                let _ = fs::remove_dir_all(entry.path());
-            }
+    reap_named(templates, ".tmp-");
+    reap_named(scratch, "");
+}
+
+/// Removes the entries of `parent` named `<prefix><pid>-<start time>-…` whose process is dead.
+fn reap_named(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(prefix) else { continue };
+        let mut parts = rest.split('-');
+        let tag = format!("{} {}", parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        if !owner_alive(&tag) {
+            let _ = fs::remove_dir_all(entry.path());
         }
     }
 }

@@ -45,21 +45,27 @@ per_major!(fn scram_and_tls(major) {
     let mut cluster = TestCluster::start_with(major, options).unwrap();
     let pid = cluster.pid().unwrap() as i32;
     let data_dir = cluster.data_dir().to_path_buf();
-    let children = cluster.sql("select count(*) from pg_stat_activity where backend_type = 'checkpointer'").unwrap();
+    let children =
+        cluster.sql("select count(*) from pg_stat_activity where backend_type = 'checkpointer'").unwrap();
     assert_eq!(children, "1");
 
     // SCRAM over plain TCP; stored verifier is SCRAM.
     let plain = format!("{} sslmode=disable", cluster.conninfo("alice"));
-    let row = psql(&plain, Some(PASSWORD), "select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()").unwrap();
+    let query = "select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()";
+    let row = psql(&plain, Some(PASSWORD), query).unwrap();
     assert_eq!(row, "alice|f");
-    let verifier = cluster.sql("select left(rolpassword, 14) from pg_authid where rolname = 'alice'").unwrap();
+    let verifier =
+        cluster.sql("select left(rolpassword, 14) from pg_authid where rolname = 'alice'").unwrap();
     assert_eq!(verifier, "SCRAM-SHA-256$");
     let wrong = psql(&plain, Some("wrong"), "select 1").unwrap_err();
     assert!(wrong.contains("password authentication failed"), "{wrong}");
 
     // TLS with full verification against the generated CA, by name.
     let ca = cluster.ca_cert_path().unwrap().display().to_string();
-    let tls = format!("host=localhost port={} user=alice dbname=postgres sslmode=verify-full sslrootcert={ca}", cluster.port());
+    let tls = format!(
+        "host=localhost port={} user=alice dbname=postgres sslmode=verify-full sslrootcert={ca}",
+        cluster.port()
+    );
     let row = psql(&tls, Some(PASSWORD), "select ssl from pg_stat_ssl where pid = pg_backend_pid()").unwrap();
     assert_eq!(row, "t");
 
@@ -138,7 +144,8 @@ fn cert_auth_and_tls_only_server() {
     let ca = cluster.ca_cert_path().unwrap().display().to_string();
     let (cert, key) = cluster.client_cert_paths("bob").unwrap();
     let with_cert = format!(
-        "host=localhost port={} user=bob dbname=postgres sslmode=verify-full sslrootcert={ca} sslcert={} sslkey={}",
+        "host=localhost port={} user=bob dbname=postgres sslmode=verify-full sslrootcert={ca} \
+         sslcert={} sslkey={}",
         cluster.port(),
         cert.display(),
         key.display()
@@ -250,4 +257,26 @@ fn missing_binaries_fail_with_the_setup_command() {
     let err = pg_testkit::server_bin_dir(12, pg_testkit::ServerSource::Full).unwrap_err().to_string();
     assert!(err.starts_with("PostgreSQL 12 server binaries not found in "), "{err}");
     assert!(err.ends_with(": run scripts/setup-postgres"), "{err}");
+}
+
+#[test]
+fn passwords_stay_out_of_errors_and_logs() {
+    let Some(&major) = pg_testkit::selected_majors().first() else { return };
+    let secret = "never-show-this-7f3a";
+    // The second CREATE ROLE fails: neither the error nor the server log may show the password.
+    let options = ClusterOptions::new()
+        .auth(Auth::ScramSha256)
+        .user(User::new("dup").password(secret))
+        .user(User::new("dup").password(secret));
+    let err = TestCluster::start_with(major, options.clone()).unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("already exists"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    assert!(!format!("{options:?}").contains(secret));
+
+    let cluster =
+        TestCluster::start_with(major, ClusterOptions::new().user(User::new("ok").password(secret))).unwrap();
+    cluster.sql("select pg_reload_conf()").unwrap();
+    assert!(!cluster.log_contents().contains(secret));
+    assert!(!format!("{cluster:?}").contains(secret));
 }
