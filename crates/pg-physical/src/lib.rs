@@ -1,3 +1,4 @@
 //! The physical backup source: a base backup taken with the project's own replication client.
 
 pub mod command;
+pub mod wal;

@@ -1,0 +1,219 @@
+//! The WAL spool of stream mode: `XLogData` payloads written into segment files on disk.
+//!
+//! Stream mode receives WAL on a second connection while the base backup streams on the first.
+//! A record sink takes one file at a time, so the WAL cannot be interleaved with the archive's
+//! files as it arrives: it is written here, into a private temporary directory (memory stays
+//! bounded, disk use is the WAL generated during the backup), and emitted as
+//! `/data/pg_wal/<segment>` records once the base backup has ended and the spool holds
+//! everything up to the backup's end LSN.
+//!
+//! Layout rules (protocol-replication.html, `START_REPLICATION`; `receivelog.c`): each payload
+//! goes at offset `start mod segment_size` of segment `start / segment_size`, a payload may cross
+//! a segment boundary, and every segment file is full size (the last one zero-padded), named
+//! `TTTTTTTTXXXXXXXXYYYYYYYY` from the timeline and the segment number.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Smallest and largest WAL segment sizes PostgreSQL allows (`initdb --wal-segsize`).
+const MIN_SEGMENT: u64 = 1 << 20;
+const MAX_SEGMENT: u64 = 1 << 30;
+
+/// The name of the WAL segment file holding `lsn` on `timeline`.
+pub fn segment_file_name(timeline: u32, lsn: u64, segment_size: u64) -> String {
+    let segno = lsn / segment_size;
+    let per_xlogid = 0x1_0000_0000 / segment_size;
+    format!("{timeline:08X}{:08X}{:08X}", segno / per_xlogid, segno % per_xlogid)
+}
+
+/// Parses `SHOW wal_segment_size` (`16MB`, `1GB`, `1024kB`) into bytes, and checks it is a
+/// power of two between 1 MB and 1 GB.
+pub fn parse_segment_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let bytes = match unit.trim() {
+        "" | "B" => n,
+        "kB" => n << 10,
+        "MB" => n << 20,
+        "GB" => n << 30,
+        _ => return None,
+    };
+    ((MIN_SEGMENT..=MAX_SEGMENT).contains(&bytes) && bytes.is_power_of_two()).then_some(bytes)
+}
+
+/// An LSN as PostgreSQL prints it (`X/X`).
+fn lsn(v: u64) -> String {
+    format!("{:X}/{:X}", v >> 32, v & 0xffff_ffff)
+}
+
+/// A WAL position outside what the spool accepts.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    /// A payload that does not continue where the previous one ended.
+    #[error("WAL payload at {} does not continue the stream at {}", lsn(*got), lsn(*expected))]
+    Gap {
+        /// Where the stream was.
+        expected: u64,
+        /// Where the payload starts.
+        got: u64,
+    },
+    /// An IO error on the spool.
+    #[error("WAL spool {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// WAL segments received so far, on disk.
+#[derive(Debug)]
+pub struct WalSpool {
+    dir: tempfile::TempDir,
+    segment_size: u64,
+    timeline: u32,
+    /// The next byte expected.
+    position: u64,
+    current: Option<(String, File)>,
+    segments: Vec<String>,
+}
+
+impl WalSpool {
+    /// A spool in a new private directory under `parent` (the system temp dir if `None`),
+    /// receiving WAL from `start` (rounded down to its segment) on `timeline`.
+    pub fn new(parent: Option<&Path>, segment_size: u64, timeline: u32, start: u64) -> io::Result<Self> {
+        let dir = match parent {
+            Some(p) => tempfile::Builder::new().prefix("pgplakar-wal-").tempdir_in(p)?,
+            None => tempfile::Builder::new().prefix("pgplakar-wal-").tempdir()?,
+        };
+        Ok(Self {
+            dir,
+            segment_size,
+            timeline,
+            position: start - start % segment_size,
+            current: None,
+            segments: Vec::new(),
+        })
+    }
+
+    /// Where the stream should start (the segment start of the requested position).
+    pub fn start_position(&self) -> u64 {
+        self.position
+    }
+
+    /// The first byte not yet received.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Writes an `XLogData` payload that starts at `start`.
+    pub fn write(&mut self, start: u64, mut data: &[u8]) -> Result<(), WalError> {
+        if start != self.position {
+            return Err(WalError::Gap { expected: self.position, got: start });
+        }
+        while !data.is_empty() {
+            let offset = self.position % self.segment_size;
+            let room = (self.segment_size - offset) as usize;
+            let n = room.min(data.len());
+            let dir = self.dir.path().to_owned();
+            let (name, f) = self.segment_for(self.position)?;
+            f.write_all(&data[..n]).map_err(|source| WalError::Io { path: dir.join(&*name), source })?;
+            self.position += n as u64;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn segment_for(&mut self, lsn: u64) -> Result<(&mut String, &mut File), WalError> {
+        let name = segment_file_name(self.timeline, lsn, self.segment_size);
+        if self.current.as_ref().is_none_or(|(n, _)| *n != name) {
+            self.close_current()?;
+            let path = self.dir.path().join(&name);
+            let io = |source| WalError::Io { path: path.clone(), source };
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&path).map_err(io)?;
+            f.seek(SeekFrom::Start(lsn % self.segment_size)).map_err(io)?;
+            self.segments.push(name.clone());
+            self.current = Some((name, f));
+        }
+        let (n, f) = self.current.as_mut().expect("just set");
+        Ok((n, f))
+    }
+
+    /// Pads the open segment to full size and closes it.
+    fn close_current(&mut self) -> Result<(), WalError> {
+        if let Some((name, f)) = self.current.take() {
+            let path = self.dir.path().join(&name);
+            f.set_len(self.segment_size).map_err(|source| WalError::Io { path, source })?;
+        }
+        Ok(())
+    }
+
+    /// Closes the last segment (zero-padded to full size) and returns the segments received,
+    /// oldest first, with their paths.
+    pub fn finish(&mut self) -> Result<Vec<(String, PathBuf)>, WalError> {
+        self.close_current()?;
+        Ok(self.segments.iter().map(|n| (n.clone(), self.dir.path().join(n))).collect())
+    }
+
+    /// The segment size.
+    pub fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// Removes a segment once it has been handed to the sink.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.dir.path().join(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names() {
+        const MB16: u64 = 16 << 20;
+        assert_eq!(segment_file_name(1, 0x0300_0028, MB16), "000000010000000000000003");
+        assert_eq!(segment_file_name(2, 0x1_FF00_0000, MB16), "0000000200000001000000FF");
+        assert_eq!(segment_file_name(1, 0x1_0000_0000 + (5 << 20), 1 << 20), "000000010000000100000005");
+    }
+
+    #[test]
+    fn segment_sizes() {
+        assert_eq!(parse_segment_size("16MB"), Some(16 << 20));
+        assert_eq!(parse_segment_size("1MB"), Some(1 << 20));
+        assert_eq!(parse_segment_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_segment_size("1024kB"), Some(1 << 20));
+        for bad in ["", "3MB", "2GB", "512kB", "16 XB", "MB"] {
+            assert_eq!(parse_segment_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn payloads_fill_full_size_segments_across_boundaries() {
+        let seg = 1u64 << 20;
+        let mut spool = WalSpool::new(None, seg, 1, seg + 40).unwrap();
+        assert_eq!(spool.start_position(), seg);
+        let first = vec![1u8; (seg - 100) as usize];
+        spool.write(seg, &first).unwrap();
+        // Crosses into the next segment.
+        spool.write(2 * seg - 100, &[2u8; 300]).unwrap();
+        let err = spool.write(2 * seg + 999, b"x").unwrap_err().to_string();
+        assert_eq!(err, "WAL payload at 0/2003E7 does not continue the stream at 0/2000C8");
+        let segs = spool.finish().unwrap();
+        let names: Vec<_> = segs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["000000010000000000000001", "000000010000000000000002"]);
+        let a = fs::read(&segs[0].1).unwrap();
+        let b = fs::read(&segs[1].1).unwrap();
+        assert_eq!((a.len() as u64, b.len() as u64), (seg, seg));
+        assert!(a[..(seg - 100) as usize].iter().all(|&x| x == 1));
+        assert!(a[(seg - 100) as usize..].iter().all(|&x| x == 2));
+        assert!(b[..200].iter().all(|&x| x == 2));
+        assert!(b[200..].iter().all(|&x| x == 0), "the last segment is zero-padded");
+    }
+}
