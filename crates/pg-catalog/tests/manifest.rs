@@ -2,7 +2,25 @@
 
 mod common;
 
-use pg_catalog::{CollectOptions, CollectionError, Database, DumpOptions, Manifest, Relation, collect};
+use std::time::Duration;
+
+use pg_catalog::{
+    CollectOptions, CollectionError, Connector, Database, DumpOptions, Manifest, QueryError, Relation,
+    collect,
+};
+
+/// Validates `m`, as written, against `docs/manifest.schema.json`.
+fn assert_valid(m: &Manifest) -> serde_json::Value {
+    let schema_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/manifest.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("reading the schema")).unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("a valid draft 2020-12 schema");
+    let doc: serde_json::Value = serde_json::from_slice(&pg_catalog::manifest_json(m).unwrap()).unwrap();
+    let problems: Vec<String> =
+        validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(problems.is_empty(), "manifest does not match its schema:\n{}", problems.join("\n"));
+    doc
+}
 
 fn db<'a>(m: &'a Manifest, name: &str) -> &'a Database {
     m.databases.iter().find(|d| d.name == name).unwrap_or_else(|| panic!("database {name} missing"))
@@ -218,6 +236,33 @@ pg_testkit::per_major!(async fn superuser_manifest(major) {
         assert!(json.contains(key), "{key} missing");
     }
     assert!(!json.contains("archive_command\""));
+
+    let mut m = m;
+    m.created_at = pg_catalog::rfc3339_utc(std::time::SystemTime::now());
+    assert_valid(&m);
+    if major == 16 {
+        // Volatile values are redacted; a null stays null so the snapshot still shows it.
+        let time = || insta::dynamic_redaction(|v, _| if v.is_nil() { v } else { "[time]".into() });
+        insta::assert_json_snapshot!("manifest_pg16", m, {
+            ".created_at" => "[time]",
+            ".collection_started_at" => "[time]",
+            ".collection_finished_at" => "[time]",
+            ".port" => "[port]",
+            ".server_version" => "[version]",
+            ".server_version_num" => "[version]",
+            ".client" => "[client]",
+            ".cluster_system_identifier" => "[sysid]",
+            ".cluster_config.data_directory" => "[path]",
+            ".cluster_config.timezone" => "[tz]",
+            ".cluster_config.max_connections" => "[n]",
+            ".tablespaces[].location" => insta::dynamic_redaction(
+                |v, _| if v.as_str() == Some("") { v } else { "[path]".into() }
+            ),
+            ".databases[].relations[].last_vacuum" => time(),
+            ".databases[].relations[].last_analyze" => time(),
+            ".databases[].relations[].live_row_estimate" => "[n]",
+        });
+    }
 });
 
 pg_testkit::per_major!(async fn limited_user_manifest(major) {
@@ -256,6 +301,7 @@ pg_testkit::per_major!(async fn limited_user_manifest(major) {
     assert_eq!(private.len(), 1, "{:#?}", m.collection_errors);
     assert_eq!(private[0].database.as_deref(), Some("cat_private"));
     assert!(private[0].error.contains("cat_private"), "{}", private[0].error);
+    assert_eq!(private[0].sqlstate.as_deref(), Some("42501"));
     assert!(db(&m, "cat_private").relations.is_empty());
     let main = db(&m, "cat_main");
     assert!(rel(main, "app", "customers").has_primary_key);
@@ -270,4 +316,71 @@ pg_testkit::per_major!(async fn limited_user_manifest(major) {
             "unexpected: {e:?}"
         );
     }
+    let mut m = m;
+    m.created_at = pg_catalog::rfc3339_utc(std::time::SystemTime::now());
+    assert_valid(&m);
+});
+
+/// A server that takes forever to accept connections to some databases (what a real server
+/// cannot be made to do on demand): wraps the real connector and stalls those connects.
+struct SlowFor<'a> {
+    inner: common::psql::PsqlConnector,
+    slow: &'a [&'a str],
+}
+
+impl Connector for SlowFor<'_> {
+    type Session = common::psql::PsqlSession;
+
+    async fn connect(&self, dbname: &str) -> Result<Self::Session, QueryError> {
+        if self.slow.contains(&dbname) {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        self.inner.connect(dbname).await
+    }
+}
+
+pg_testkit::per_major!(async fn deadline_and_missing_postgres_database(major) {
+    let cluster = pg_testkit::TestCluster::start(major).unwrap();
+    cluster.sql("CREATE DATABASE slow_a; CREATE DATABASE slow_b; CREATE DATABASE fine").unwrap();
+    cluster.sql_db("template1", "DROP DATABASE postgres").unwrap();
+    let connector = SlowFor { inner: common::connector(&cluster, "postgres"), slow: &["slow_a", "slow_b"] };
+    let mut options = CollectOptions::physical("127.0.0.1", cluster.port().to_string());
+    options.deadline = Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    let m = collect(&connector, &options).await.expect("a manifest despite the stalls");
+    assert!(started.elapsed() < Duration::from_secs(30), "the deadline bounds the collection");
+
+    // Without a `postgres` database the collector used template1.
+    assert!(m.roles.iter().any(|r| r.name == "postgres"));
+    assert!(db(&m, "fine").extensions.iter().any(|e| e.name == "plpgsql"), "{:#?}", m.databases);
+    // Both stalled databases are named, as not collected because of the deadline.
+    let late: Vec<(&str, &str)> = m
+        .collection_errors
+        .iter()
+        .map(|e| (e.section.as_str(), e.database.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(late, [("connect", "slow_a"), ("connect", "slow_b")], "{:#?}", m.collection_errors);
+    assert!(m.collection_errors.iter().all(|e| e.error.contains("deadline") && e.sqlstate.is_none()));
+    assert!(db(&m, "slow_a").extensions.is_empty());
+});
+
+pg_testkit::per_major!(async fn single_database_mode(major) {
+    let cluster = pg_testkit::TestCluster::start(major).unwrap();
+    cluster.sql("CREATE DATABASE one; CREATE DATABASE other").unwrap();
+    cluster.sql_db("one", "CREATE TABLE t (a int PRIMARY KEY)").unwrap();
+    let connector = common::connector(&cluster, "postgres");
+    let options = CollectOptions::logical(
+        "127.0.0.1",
+        cluster.port().to_string(),
+        Some("one".into()),
+        None,
+        DumpOptions::default(),
+    );
+    let m = collect(&connector, &options).await.unwrap();
+    assert_eq!(m.database.as_deref(), Some("one"));
+    assert_eq!(m.pg_dump_version, None);
+    let names: Vec<&str> = m.databases.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["one"]);
+    assert!(rel(&m.databases[0], "public", "t").has_primary_key);
+    assert_eq!(m.collection_errors, vec![]);
 });

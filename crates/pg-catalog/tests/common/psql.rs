@@ -70,9 +70,26 @@ impl PsqlConnector {
     }
 }
 
-/// `psql:…: ERROR:  42501: permission denied …` → SQLSTATE and message. Connection failures
-/// carry no SQLSTATE in psql's output.
+/// `psql:…: ERROR:  42501: permission denied …` → SQLSTATE and message.
+///
+/// psql never prints the SQLSTATE of a failed connection (the server sends it in the startup
+/// ErrorResponse, which `pg-conn` will pass on): the two startup errors the tests provoke are
+/// recognised by the server's message instead.
 fn parse_error(stderr: &str) -> QueryError {
+    let err = parse_error_line(stderr);
+    if err.sqlstate.is_none() {
+        let msg = &err.message;
+        if msg.starts_with("database \"") && msg.ends_with("\" does not exist") {
+            return QueryError::server("3D000", msg.clone());
+        }
+        if msg.starts_with("permission denied for database") {
+            return QueryError::server("42501", msg.clone());
+        }
+    }
+    err
+}
+
+fn parse_error_line(stderr: &str) -> QueryError {
     for line in stderr.lines() {
         for level in ["ERROR:  ", "FATAL:  "] {
             if let Some(at) = line.find(level) {
