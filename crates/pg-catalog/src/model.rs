@@ -398,3 +398,77 @@ pub struct CollectionError {
     #[serde(default)]
     pub sqlstate: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A manifest as the Go plugin writes it for a physical backup: `pg_basebackup_version`, no
+    /// added fields, `in_recovery: false`, `valid_until: null`.
+    const GO_MANIFEST: &str = r#"{
+      "version": 2, "created_at": "2026-04-08T10:00:00.123456789Z", "connector": "postgresql+bin",
+      "host": "db", "port": "5432", "server_version": "17.2", "server_version_num": 170002,
+      "pg_basebackup_version": "pg_basebackup (PostgreSQL) 17.2",
+      "cluster_system_identifier": "7400000000000000000", "in_recovery": false,
+      "dump_format": "basebackup",
+      "cluster_config": {"max_connections": 100, "data_checksums": false, "archive_command_set": false},
+      "roles": [{"name": "postgres", "superuser": true, "replication": true, "can_login": true,
+                 "create_db": true, "create_role": true, "inherit": true, "bypass_rls": true,
+                 "connection_limit": -1, "valid_until": null}],
+      "databases": [{"name": "app", "owner": "postgres", "encoding": "UTF8", "collate": "C",
+                     "ctype": "C", "allow_conn": true, "is_template": false, "connection_limit": -1,
+                     "relations": [{"schema": "public", "name": "t", "owner": "postgres",
+                       "persistence": "p", "kind": "r", "row_estimate": 0, "live_row_estimate": 0,
+                       "column_count": 1, "has_primary_key": false, "has_triggers": false,
+                       "rls_enabled": false, "rls_forced": false, "is_partition": false,
+                       "last_vacuum": null, "last_analyze": null,
+                       "columns": [{"position": 1, "name": "a", "type": "integer", "nullable": true}],
+                       "indexes": [{"name": "i", "method": "btree", "definition": "CREATE INDEX i ON public.t USING btree (a)",
+                                    "is_unique": false, "is_primary": false, "is_valid": true, "is_partial": false}]}]}]
+    }"#;
+
+    #[test]
+    fn reads_go_manifests() {
+        let m: Manifest = serde_json::from_str(GO_MANIFEST).unwrap();
+        assert_eq!(m.pg_basebackup_version.as_deref(), Some("pg_basebackup (PostgreSQL) 17.2"));
+        assert_eq!(m.in_recovery, Some(false));
+        assert!(m.collection_errors.is_empty());
+        let rel = &m.databases[0].relations[0];
+        assert_eq!(rel.columns[0].type_name, "integer");
+        assert!(!rel.indexes[0].is_expression && !rel.row_estimate_unknown);
+        // Everything Go wrote is written back unchanged (plus the always-present error list).
+        let mut original: Value = serde_json::from_str(GO_MANIFEST).unwrap();
+        original["collection_errors"] = json!([]);
+        original["databases"][0]["relations"][0]["indexes"][0]["is_expression"] = json!(false);
+        assert_eq!(serde_json::to_value(&m).unwrap(), original);
+    }
+
+    #[test]
+    fn omits_what_go_omits_and_keeps_what_go_keeps() {
+        let v = serde_json::to_value(Relation::default()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for always in ["row_estimate", "column_count", "rls_forced", "last_vacuum", "last_analyze"] {
+            assert!(keys.contains(&always), "{always} missing from {keys:?}");
+        }
+        for omitted in
+            ["tablespace", "partition_parent", "storage_options", "columns", "row_estimate_unknown"]
+        {
+            assert!(!keys.contains(&omitted), "{omitted} present in {keys:?}");
+        }
+        assert_eq!(v["last_vacuum"], Value::Null);
+        let role = serde_json::to_value(Role::default()).unwrap();
+        assert_eq!(role["valid_until"], Value::Null);
+        assert!(role.get("member_of").is_none());
+        let err = serde_json::to_value(CollectionError::default()).unwrap();
+        assert_eq!((err["database"].clone(), err["sqlstate"].clone()), (Value::Null, Value::Null));
+        let top = serde_json::to_value(Manifest::default()).unwrap();
+        for omitted in
+            ["in_recovery", "pg_dump_version", "pg_basebackup_version", "client", "options", "roles"]
+        {
+            assert!(top.get(omitted).is_none(), "{omitted}");
+        }
+        assert_eq!(top["port"], json!(""), "port is a string");
+    }
+}

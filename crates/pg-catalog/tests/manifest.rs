@@ -291,6 +291,11 @@ pg_testkit::per_major!(async fn limited_user_manifest(major) {
     assert_eq!(dd[0].sqlstate.as_deref(), Some("42501"));
     assert!(dd[0].error.contains("data_directory"), "{}", dd[0].error);
     assert_eq!(dd[0].database, None);
+    let spl = errors_for(&m, "cluster_config.shared_preload_libraries");
+    assert_eq!(spl.len(), 1, "{:#?}", m.collection_errors);
+    assert_eq!(spl[0].sqlstate.as_deref(), Some("42501"));
+    // archive_command is readable by everyone, yet only whether it is set is recorded.
+    assert_eq!(cfg.archive_command_set, Some(false));
 
     // Roles come from pg_roles, readable by everyone.
     assert!(m.roles.iter().any(|r| r.name == "cat_admin" && r.superuser));
@@ -307,12 +312,14 @@ pg_testkit::per_major!(async fn limited_user_manifest(major) {
     assert!(rel(main, "app", "customers").has_primary_key);
     assert_eq!(rel(main, "app", "secrets").columns.len(), 2);
 
-    // Nothing else is missing, and every entry says what and where.
+    // Nothing else is missing (the system identifier and recovery state are public), and every
+    // entry says what and where.
+    assert!(m.cluster_system_identifier.is_some() && m.in_recovery == Some(false));
     for e in &m.collection_errors {
         assert!(!e.section.is_empty() && !e.error.is_empty(), "{e:?}");
         assert!(
-            e.section.starts_with("cluster_config.") || e.section == "connect"
-                || e.section == "cluster_system_identifier",
+            ["cluster_config.data_directory", "cluster_config.shared_preload_libraries", "connect"]
+                .contains(&e.section.as_str()),
             "unexpected: {e:?}"
         );
     }
@@ -367,7 +374,7 @@ pg_testkit::per_major!(async fn deadline_and_missing_postgres_database(major) {
 pg_testkit::per_major!(async fn single_database_mode(major) {
     let cluster = pg_testkit::TestCluster::start(major).unwrap();
     cluster.sql("CREATE DATABASE one; CREATE DATABASE other").unwrap();
-    cluster.sql_db("one", "CREATE TABLE t (a int PRIMARY KEY)").unwrap();
+    cluster.sql_db("one", "CREATE TABLE t (a int PRIMARY KEY); CREATE TABLE u (b int)").unwrap();
     let connector = common::connector(&cluster, "postgres");
     let options = CollectOptions::logical(
         "127.0.0.1",
@@ -382,5 +389,16 @@ pg_testkit::per_major!(async fn single_database_mode(major) {
     let names: Vec<&str> = m.databases.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["one"]);
     assert!(rel(&m.databases[0], "public", "t").has_primary_key);
+    assert_eq!(m.databases[0].relations.len(), 2);
     assert_eq!(m.collection_errors, vec![]);
+
+    // Over the row limit, lists are cut and the manifest says so.
+    let mut options = options;
+    options.row_limit = 1;
+    let m = collect(&connector, &options).await.unwrap();
+    assert_eq!(m.databases[0].relations.len(), 1);
+    let cut: Vec<(&str, Option<&str>)> =
+        m.collection_errors.iter().map(|e| (e.section.as_str(), e.database.as_deref())).collect();
+    assert_eq!(cut, [("relations", Some("one")), ("columns", Some("one"))]);
+    assert!(m.collection_errors.iter().all(|e| e.error.starts_with("incomplete: more than 1 rows")));
 });
