@@ -14,12 +14,21 @@
 //!
 //! The collector talks to the server through the [`Connector`] and [`Session`] traits: text-mode
 //! simple queries, nothing else. The project's connection crate (`pg-conn`) provides the real
-//! implementation; the traits keep this crate's logic independent of the socket layer.
+//! implementation, `PgConnector` (feature `pg-conn`); the traits keep this crate's logic
+//! independent of the socket layer.
+//!
+//! ```ignore
+//! let connector = pg_catalog::PgConnector::new(pg_config::Config::parse("host=db user=backup")?);
+//! let mut manifest = pg_catalog::collect(&connector, &CollectOptions::physical("db", "5432")).await?;
+//! pg_catalog::write_manifest(&mut sink, &mut manifest).await?;   // first record of the backup
+//! ```
 
 use std::future::Future;
 
 mod collect;
 mod model;
+#[cfg(feature = "pg-conn")]
+mod pgconn;
 mod sql;
 mod time;
 mod write;
@@ -30,6 +39,8 @@ pub use model::{
     DUMP_FORMAT_BASEBACKUP, DUMP_FORMAT_CUSTOM, Database, DumpOptions, Extension, Index, Manifest, Relation,
     Role, SCHEMA_VERSION, Schema, Tablespace,
 };
+#[cfg(feature = "pg-conn")]
+pub use pgconn::PgConnector;
 pub use time::rfc3339_utc;
 pub use write::{MANIFEST_PATH, manifest_json, write_manifest};
 
