@@ -510,16 +510,19 @@ fn scram_client(tls: Option<Option<Vec<u8>>>, policy: ChannelBindingPolicy) -> S
 
 const PLUS_OFFER: &[u8] = b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0";
 
+/// Runs an exchange that must succeed; the server checks the gs2 header and binding data.
+fn scram_ok(gs2: &'static str, cbind: Vec<u8>, client: Startup, offer: &[u8], mechanism: &str) -> AuthMethod {
+    let mut server = ScramServer::new(gs2, cbind, 64, Tamper::None);
+    let (ev, err) = scram_exchange(client, offer, &mut server, mechanism, &[]);
+    assert!(err.is_none(), "{err:?}");
+    ready(&ev).auth_method
+}
+
 #[test]
 fn scram_without_tls_uses_n_header() {
     let mut server = ScramServer::new("n,,", vec![], 4096, Tamper::None);
-    let (ev, err) = scram_exchange(
-        scram_client(None, ChannelBindingPolicy::Prefer),
-        capture("scram-offer"),
-        &mut server,
-        "SCRAM-SHA-256",
-        &[],
-    );
+    let client = scram_client(None, ChannelBindingPolicy::Prefer);
+    let (ev, err) = scram_exchange(client, capture("scram-offer"), &mut server, "SCRAM-SHA-256", &[]);
     assert!(err.is_none(), "{err:?}");
     assert_eq!(ready(&ev).auth_method, AuthMethod::ScramSha256);
 }
@@ -527,53 +530,37 @@ fn scram_without_tls_uses_n_header() {
 #[test]
 fn scram_plus_binds_the_certificate_hash() {
     let cb = vec![0xab; 32];
-    let mut server = ScramServer::new("p=tls-server-end-point,,", cb.clone(), 64, Tamper::None);
     for policy in [ChannelBindingPolicy::Prefer, ChannelBindingPolicy::Require] {
-        let (ev, err) = scram_exchange(
-            scram_client(Some(Some(cb.clone())), policy),
+        let client = scram_client(Some(Some(cb.clone())), policy);
+        let method = scram_ok(
+            "p=tls-server-end-point,,",
+            cb.clone(),
+            client,
             &auth(10, PLUS_OFFER),
-            &mut server,
             "SCRAM-SHA-256-PLUS",
-            &[],
         );
-        assert!(err.is_none(), "{err:?}");
-        assert_eq!(ready(&ev).auth_method, AuthMethod::ScramSha256Plus);
+        assert_eq!(method, AuthMethod::ScramSha256Plus);
     }
 }
 
 #[test]
 fn scram_mechanism_choice_over_tls() {
     // TLS and binding data, but the server only offers SCRAM-SHA-256: `y,,`.
-    let mut server = ScramServer::new("y,,", vec![], 64, Tamper::None);
-    let (ev, err) = scram_exchange(
-        scram_client(Some(Some(vec![1; 32])), ChannelBindingPolicy::Prefer),
-        capture("scram-offer"),
-        &mut server,
-        "SCRAM-SHA-256",
-        &[],
-    );
-    assert!(err.is_none(), "{err:?}");
-    assert_eq!(ready(&ev).auth_method, AuthMethod::ScramSha256);
+    let client = scram_client(Some(Some(vec![1; 32])), ChannelBindingPolicy::Prefer);
+    let method = scram_ok("y,,", vec![], client, capture("scram-offer"), "SCRAM-SHA-256");
+    assert_eq!(method, AuthMethod::ScramSha256);
     // PLUS offered but no binding data (Ed25519 certificate): `n,,`, never `y,,`.
-    let mut server = ScramServer::new("n,,", vec![], 64, Tamper::None);
-    let (_, err) = scram_exchange(
-        scram_client(Some(None), ChannelBindingPolicy::Prefer),
-        &auth(10, PLUS_OFFER),
-        &mut server,
-        "SCRAM-SHA-256",
-        &[],
+    let client = scram_client(Some(None), ChannelBindingPolicy::Prefer);
+    assert_eq!(
+        scram_ok("n,,", vec![], client, &auth(10, PLUS_OFFER), "SCRAM-SHA-256"),
+        AuthMethod::ScramSha256
     );
-    assert!(err.is_none(), "{err:?}");
     // channel_binding=disable over TLS with PLUS offered: `n,,` too.
-    let mut server = ScramServer::new("n,,", vec![], 64, Tamper::None);
-    let (_, err) = scram_exchange(
-        scram_client(Some(Some(vec![1; 32])), ChannelBindingPolicy::Disable),
-        &auth(10, PLUS_OFFER),
-        &mut server,
-        "SCRAM-SHA-256",
-        &[],
+    let client = scram_client(Some(Some(vec![1; 32])), ChannelBindingPolicy::Disable);
+    assert_eq!(
+        scram_ok("n,,", vec![], client, &auth(10, PLUS_OFFER), "SCRAM-SHA-256"),
+        AuthMethod::ScramSha256
     );
-    assert!(err.is_none(), "{err:?}");
 }
 
 #[test]
