@@ -472,11 +472,11 @@ impl TestCluster {
         let deadline = Instant::now() + READY_TIMEOUT;
         let pid_file = self.data_dir.join("postmaster.pid");
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(self.server_error(&format!("postgres exited during startup ({status})")));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(self.server_error(&format!("postgres exited during startup ({status})")));
             }
             if let Ok(text) = fs::read_to_string(&pid_file) {
                 let lines: Vec<&str> = text.lines().collect();

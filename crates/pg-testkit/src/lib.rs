@@ -126,10 +126,10 @@ pub fn __should_run(major: u32) -> bool {
         }
         return false;
     }
-    if Backend::from_env().is_ok_and(|b| b == Backend::Local) {
-        if let Err(e) = server_bin_dir(major, ServerSource::Embedded) {
-            panic!("{e}");
-        }
+    if Backend::from_env().is_ok_and(|b| b == Backend::Local)
+        && let Err(e) = server_bin_dir(major, ServerSource::Embedded)
+    {
+        panic!("{e}");
     }
     true
 }

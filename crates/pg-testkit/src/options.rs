@@ -233,12 +233,12 @@ impl ClusterOptions {
         if self.socket_auth == Auth::Cert {
             return Err(crate::Error::Config("cert authentication is for TCP only".into()));
         }
-        if let Some(mb) = self.wal_segsize_mb {
-            if !mb.is_power_of_two() || mb > 1024 {
-                return Err(crate::Error::Config(format!(
-                    "wal segment size {mb} MiB: not a power of 2 in 1..=1024"
-                )));
-            }
+        if let Some(mb) = self.wal_segsize_mb
+            && (!mb.is_power_of_two() || mb > 1024)
+        {
+            return Err(crate::Error::Config(format!(
+                "wal segment size {mb} MiB: not a power of 2 in 1..=1024"
+            )));
         }
         for name in self.users.iter().map(|u| &u.name).chain(&self.tablespaces) {
             if name.is_empty() || name.contains(['\0', '\n', '"', '/']) {
