@@ -662,8 +662,10 @@ impl<'de> Visitor<'de> for FilesSeed<'_, '_> {
             let next = seq.next_element_seed(FileSeed { ctx: &mut *ctx, path: &mut path });
             match next {
                 Ok(Some(file)) => {
-                    if index >= ctx.limits.max_files {
-                        return Err(ctx.fail(Problem::TooManyFiles(ctx.limits.max_files)));
+                    // Indices are stored as u32 (`Manifest::by_path`).
+                    let max = ctx.limits.max_files.min(u32::MAX as usize);
+                    if index >= max {
+                        return Err(ctx.fail(Problem::TooManyFiles(max)));
                     }
                     ctx.files.push(file);
                 }
