@@ -208,6 +208,13 @@ impl Client {
         self.flush().await
     }
 
+    /// Sends whole frontend messages written by `encode` (e.g. a standby status update from
+    /// `pg_wire::replication::StandbyStatusUpdate::encode`).
+    pub async fn send_encoded(&mut self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), Error> {
+        encode(&mut self.out);
+        self.flush().await
+    }
+
     /// Sends `CopyDone`.
     pub async fn send_copy_done(&mut self) -> Result<(), Error> {
         frontend::copy_done(&mut self.out);

@@ -5,7 +5,9 @@
 //! the legacy syntax must be upper case; literals are plain `'…'` strings with `''` doubling and
 //! no `E'…'` form (the replication lexer has none).
 
-use std::fmt::{self, Write};
+use std::fmt::Write;
+
+use pg_wire::replication::quote_label;
 
 /// When the server's backup-start checkpoint happens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -130,27 +132,6 @@ pub enum OptionError {
     Version(u32),
 }
 
-/// Quotes a literal for the replication grammar: `'…'` with `'` doubled; NUL and line breaks
-/// are refused by [`BackupOptions::validate`].
-fn quote(s: &str) -> Quoted<'_> {
-    Quoted(s)
-}
-
-struct Quoted<'a>(&'a str);
-
-impl fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_char('\'')?;
-        for c in self.0.chars() {
-            if c == '\'' {
-                f.write_char('\'')?;
-            }
-            f.write_char(c)?;
-        }
-        f.write_char('\'')
-    }
-}
-
 impl BackupOptions {
     /// Checks the options against a server major before anything is sent.
     pub fn validate(&self, major: u32) -> Result<(), OptionError> {
@@ -192,12 +173,14 @@ impl BackupOptions {
     /// `TABLESPACE_MAP`, so tablespaces come as `pg_tblspc` links that a restore can point at
     /// the restored copies.
     pub fn command(&self, major: u32) -> String {
+        // `validate` refused what cannot be quoted.
+        let label = quote_label(&self.label).unwrap_or_else(|_| "'pg_plakar base backup'".into());
         let manifest = major >= 13;
         let fetch = self.wal_method == WalMethod::Fetch;
         let wal_included = self.wal_method != WalMethod::None;
         let mut c = String::from("BASE_BACKUP");
         if major >= 15 {
-            let mut opts: Vec<String> = vec![format!("LABEL {}", quote(&self.label)), "PROGRESS".into()];
+            let mut opts: Vec<String> = vec![format!("LABEL {label}"), "PROGRESS".into()];
             if fetch {
                 opts.push("WAL".into());
             }
@@ -235,7 +218,7 @@ impl BackupOptions {
             }
             let _ = write!(c, " ( {} )", opts.join(", "));
         } else {
-            let _ = write!(c, " LABEL {} PROGRESS", quote(&self.label));
+            let _ = write!(c, " LABEL {label} PROGRESS");
             if self.checkpoint == Checkpoint::Fast {
                 c.push_str(" FAST");
             }

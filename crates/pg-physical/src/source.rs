@@ -1,0 +1,322 @@
+//! Driving a base backup over the project's own replication connection.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use pg_basebackup::recording::{BASE_BACKUP_MARK, Direction, RecordingMeta, RecordingWriter};
+use pg_basebackup::{Decoder, DecoderOptions, Event};
+use pg_config::{Config, Replication};
+use pg_conn::Client;
+use record_sink::RecordSink;
+
+use crate::command::{BackupOptions, Compression, WalMethod};
+use crate::pipeline::{BackupSummary, Pipeline};
+use crate::verify::ManifestCheck;
+use crate::{PhysicalError, stream};
+
+/// The name of this client, recorded where the Go plugin recorded `pg_basebackup_version`.
+pub const CLIENT_NAME: &str = concat!("pg_plakar ", env!("CARGO_PKG_VERSION"));
+
+/// Where to save a recording of the raw stream, if anywhere.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Record every byte the backup connection exchanges after authentication (see
+    /// [`pg_basebackup::recording`]).
+    pub record_to: Option<PathBuf>,
+    /// Directory for the stream-mode WAL spool (the system temp dir by default).
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// The facts the backup connection learnt before the backup began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// `server_version`.
+    pub server_version: String,
+    /// Major version.
+    pub major: u32,
+    /// `IDENTIFY_SYSTEM.systemid`.
+    pub system_identifier: String,
+    /// `IDENTIFY_SYSTEM.timeline`.
+    pub timeline: u32,
+    /// `SHOW wal_segment_size`, in bytes.
+    pub wal_segment_size: u64,
+    /// `SHOW data_directory_mode` (0700 or 0750).
+    pub data_directory_mode: u32,
+}
+
+/// The outcome of a successful backup.
+#[derive(Clone, Debug)]
+pub struct BackupReport {
+    /// The server.
+    pub server: ServerFacts,
+    /// What was received and verified.
+    pub summary: BackupSummary,
+    /// WAL segments received by stream mode.
+    pub streamed_wal_segments: usize,
+    /// Wall time.
+    pub elapsed: std::time::Duration,
+}
+
+pub(crate) fn conn_err(e: pg_conn::Error) -> PhysicalError {
+    PhysicalError::Connection(e)
+}
+
+/// Takes a base backup of the cluster `config` points at and writes it into `sink`.
+///
+/// The sink's [`RecordSink::finish`] is called only after the server's final completion (a
+/// page-checksum failure arrives as an error at the very end), after every file was checked
+/// against the manifest; on any failure [`RecordSink::abort`] is called and the error returned.
+/// Nothing is left on the server: the temporary replication slots die with the connections.
+pub async fn backup<S: RecordSink>(
+    config: &Config,
+    options: &BackupOptions,
+    run: &RunOptions,
+    sink: &mut S,
+) -> Result<BackupReport, PhysicalError> {
+    match backup_inner(config, options, run, sink).await {
+        Ok(report) => Ok(report),
+        Err(e) => {
+            if let Err(abort) = sink.abort(&e.to_string()).await {
+                tracing::warn!("could not mark the backup as failed: {abort}");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn backup_inner<S: RecordSink>(
+    config: &Config,
+    options: &BackupOptions,
+    run: &RunOptions,
+    sink: &mut S,
+) -> Result<BackupReport, PhysicalError> {
+    let started = Instant::now();
+    let mut config = config.clone();
+    config.set_replication(Replication::Physical);
+    let mut client = Client::connect(&config).await.map_err(conn_err)?;
+    let server = server_facts(&mut client).await?;
+    options.validate(server.major)?;
+    tracing::info!(
+        "connected to {} (PostgreSQL {}, system {}, timeline {})",
+        client.target(),
+        server.server_version,
+        server.system_identifier,
+        server.timeline
+    );
+
+    if options.wal_method == WalMethod::Fetch {
+        // The WAL guard: a temporary slot created on this connection holds back every segment
+        // from the last checkpoint's redo pointer (≤ the backup's start) until the connection
+        // ends, so the WAL appended at the end cannot have been recycled meanwhile.
+        let slot = slot_name("fetch");
+        client
+            .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} TEMPORARY PHYSICAL RESERVE_WAL"))
+            .await
+            .map_err(conn_err)?;
+        tracing::debug!("temporary slot {slot} guards the WAL of the backup");
+    }
+
+    let command = options.command(server.major);
+    let compression = match options.compression {
+        Compression::None => pg_basebackup::Compression::None,
+        Compression::Gzip(_) => pg_basebackup::Compression::Gzip,
+        Compression::Lz4 => pg_basebackup::Compression::Lz4,
+        Compression::Zstd(_) => pg_basebackup::Compression::Zstd,
+    };
+    let decoder_options =
+        DecoderOptions { server_major: server.major, manifest: server.major >= 13, compression };
+    let recorder = match &run.record_to {
+        Some(path) => Some(Recorder::create(path, &server, &command, decoder_options)?),
+        None => None,
+    };
+    if let Some(r) = &recorder {
+        client.set_tap(Some(Box::new(r.clone())));
+        r.mark(BASE_BACKUP_MARK)?;
+    }
+
+    let mut decoder = Decoder::new(decoder_options)?;
+    let mut manifest = ManifestCheck::new((server.major >= 13).then_some(options.manifest_checksums));
+    if let Ok(sysid) = server.system_identifier.parse() {
+        manifest.expect_system_identifier(sysid);
+    }
+    let mut pipeline = Pipeline::new(server.data_directory_mode, manifest);
+    tracing::debug!("{command}");
+    client.send_query(&command).await.map_err(conn_err)?;
+
+    let mut streamer: Option<stream::Streamer> = None;
+    'read: loop {
+        let frame = client.read_frame().await.map_err(conn_err)?;
+        decoder.feed_frame(frame);
+        while let Some(event) = decoder.poll_event()? {
+            match event {
+                Event::Done => break 'read,
+                Event::BackupStart { start_lsn, timeline, .. } if options.wal_method == WalMethod::Stream => {
+                    streamer =
+                        Some(stream::Streamer::start(&config, &server, start_lsn.0, timeline, run).await?);
+                    pipeline.handle(event, sink).await?;
+                }
+                Event::BackupEnd { end_lsn, .. } => {
+                    if let Some(s) = &streamer {
+                        s.stop_at(end_lsn.0);
+                    }
+                    pipeline.handle(event, sink).await?;
+                }
+                event => pipeline.handle(event, sink).await?,
+            }
+        }
+    }
+    decoder.finish()?;
+    if let Some(r) = &recorder {
+        client.set_tap(None);
+        r.finish()?;
+    }
+
+    let mut streamed = 0;
+    if let Some(s) = streamer {
+        streamed = s.finish_into(sink).await?;
+    }
+    // Everything is in and verified: only now is it a backup.
+    sink.finish().await?;
+    if let Err(e) = client.close().await {
+        tracing::debug!("closing the backup connection: {e}");
+    }
+    let summary = pipeline.summary().clone();
+    tracing::info!(
+        "backup complete: {} files, {} bytes, {} verified against backup_manifest, in {:.1?}",
+        summary.files,
+        summary.bytes,
+        summary.verified_files,
+        started.elapsed()
+    );
+    Ok(BackupReport { server, summary, streamed_wal_segments: streamed, elapsed: started.elapsed() })
+}
+
+/// A replication slot name unique to this process and purpose.
+pub(crate) fn slot_name(purpose: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("pg_plakar_{purpose}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `SHOW` and `IDENTIFY_SYSTEM` on a replication connection.
+pub(crate) async fn server_facts(client: &mut Client) -> Result<ServerFacts, PhysicalError> {
+    let server_version = client.parameter("server_version").unwrap_or_default().to_owned();
+    let major = client
+        .server_major()
+        .ok_or_else(|| PhysicalError::Stream(format!("unparsable server_version {server_version:?}")))?;
+    if !(12..=18).contains(&major) {
+        return Err(PhysicalError::Options(crate::command::OptionError::Version(major)));
+    }
+    let show = |rows: Vec<pg_conn::Row>, what: &str| {
+        rows.first()
+            .and_then(|r| r.get(0))
+            .map(str::to_owned)
+            .ok_or_else(|| PhysicalError::Stream(format!("SHOW {what} returned no row")))
+    };
+    let mode_text = show(
+        client.simple_query("SHOW data_directory_mode").await.map_err(conn_err)?,
+        "data_directory_mode",
+    )?;
+    let data_directory_mode = u32::from_str_radix(&mode_text, 8)
+        .ok()
+        .filter(|m| *m == 0o700 || *m == 0o750)
+        .ok_or_else(|| PhysicalError::Stream(format!("unexpected data_directory_mode {mode_text:?}")))?;
+    let seg_text =
+        show(client.simple_query("SHOW wal_segment_size").await.map_err(conn_err)?, "wal_segment_size")?;
+    let wal_segment_size = crate::wal::parse_segment_size(&seg_text)
+        .ok_or_else(|| PhysicalError::Stream(format!("unexpected wal_segment_size {seg_text:?}")))?;
+    let rows = client.simple_query("IDENTIFY_SYSTEM").await.map_err(conn_err)?;
+    let row = rows.first().ok_or_else(|| PhysicalError::Stream("IDENTIFY_SYSTEM returned no row".into()))?;
+    let system_identifier = row.get(0).unwrap_or_default().to_owned();
+    let timeline = row
+        .get(1)
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| PhysicalError::Stream("IDENTIFY_SYSTEM returned no timeline".into()))?;
+    Ok(ServerFacts {
+        server_version,
+        major,
+        system_identifier,
+        timeline,
+        wal_segment_size,
+        data_directory_mode,
+    })
+}
+
+/// Records the raw stream of the backup connection.
+#[derive(Clone)]
+struct Recorder {
+    writer: Arc<Mutex<Option<RecordingWriter<std::io::BufWriter<std::fs::File>>>>>,
+    start: Instant,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl Recorder {
+    fn create(
+        path: &std::path::Path,
+        server: &ServerFacts,
+        command: &str,
+        decoder: DecoderOptions,
+    ) -> Result<Self, PhysicalError> {
+        let io = |e: std::io::Error| PhysicalError::Recording(format!("{}: {e}", path.display()));
+        let file = std::fs::File::create(path).map_err(io)?;
+        let meta = RecordingMeta {
+            server_major: server.major,
+            server_version: server.server_version.clone(),
+            command: command.to_owned(),
+            manifest: decoder.manifest,
+            compression: decoder.compression,
+            meta: serde_json::json!({ "client": CLIENT_NAME, "wal_segment_size": server.wal_segment_size }),
+        };
+        let writer = RecordingWriter::new(std::io::BufWriter::new(file), &meta)
+            .map_err(|e| PhysicalError::Recording(e.to_string()))?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(Some(writer))),
+            start: Instant::now(),
+            error: Default::default(),
+        })
+    }
+
+    fn write(&self, direction: Direction, bytes: &[u8]) {
+        let nanos = self.start.elapsed().as_nanos() as u64;
+        if let Ok(mut guard) = self.writer.lock()
+            && let Some(w) = guard.as_mut()
+            && let Err(e) = w.record(direction, nanos, bytes)
+        {
+            *guard = None;
+            if let Ok(mut slot) = self.error.lock() {
+                *slot = Some(e.to_string());
+            }
+        }
+    }
+
+    fn mark(&self, label: &str) -> Result<(), PhysicalError> {
+        let nanos = self.start.elapsed().as_nanos() as u64;
+        let mut guard = self.writer.lock().map_err(|_| PhysicalError::Recording("poisoned".into()))?;
+        if let Some(w) = guard.as_mut() {
+            w.mark(nanos, label).map_err(|e| PhysicalError::Recording(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), PhysicalError> {
+        if let Some(e) = self.error.lock().ok().and_then(|mut e| e.take()) {
+            return Err(PhysicalError::Recording(e));
+        }
+        let writer = self.writer.lock().ok().and_then(|mut g| g.take());
+        if let Some(w) = writer {
+            w.into_inner().map_err(|e| PhysicalError::Recording(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+impl pg_conn::Tap for Recorder {
+    fn received(&mut self, bytes: &[u8]) {
+        self.write(Direction::Server, bytes);
+    }
+
+    fn sent(&mut self, bytes: &[u8]) {
+        self.write(Direction::Client, bytes);
+    }
+}
