@@ -10,10 +10,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
 #[cfg(feature = "demo")]
 mod demo;
+mod replay;
+mod verify;
 
-/// PostgreSQL backups: physical (native replication protocol) and logical (pg_dump).
+/// PostgreSQL backups with the project's own replication client.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -26,7 +29,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the main job on a throwaway local PostgreSQL cluster set up on the spot.
+    /// Physical backup of a whole cluster into a data directory (like `pg_basebackup -Fp`,
+    /// verified against backup_manifest while it streams).
+    Backup(backup::BackupArgs),
+    /// Check a backup directory against its backup_manifest (sizes and checksums).
+    Verify(verify::VerifyArgs),
+    /// Decode a recorded replication stream offline and summarise it.
+    Replay(replay::ReplayArgs),
+    /// Run the main job on a throwaway local PostgreSQL cluster: back up, restore, verify.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
@@ -35,6 +45,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Backup(args) => backup::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Replay(args) => replay::run(args),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     };
@@ -56,4 +69,9 @@ fn init_logging(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// A multi-threaded runtime for a command.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
