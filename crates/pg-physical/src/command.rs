@@ -47,37 +47,8 @@ pub enum Compression {
     Zstd(Option<i8>),
 }
 
-/// Checksum algorithm of the backup manifest (13+).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ManifestChecksums {
-    /// No per-file checksums (sizes are still checked).
-    None,
-    /// CRC-32C, the server's default.
-    #[default]
-    Crc32c,
-    /// SHA-224.
-    Sha224,
-    /// SHA-256.
-    Sha256,
-    /// SHA-384.
-    Sha384,
-    /// SHA-512.
-    Sha512,
-}
-
-impl ManifestChecksums {
-    /// The name the server expects.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "NONE",
-            Self::Crc32c => "CRC32C",
-            Self::Sha224 => "SHA224",
-            Self::Sha256 => "SHA256",
-            Self::Sha384 => "SHA384",
-            Self::Sha512 => "SHA512",
-        }
-    }
-}
+/// Checksum algorithm of the backup manifest (13+): the manifest crate's own type.
+pub use pg_backup_manifest::ChecksumAlgorithm as ManifestChecksums;
 
 /// Options of a physical backup.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,7 +169,7 @@ impl BackupOptions {
                 opts.push("VERIFY_CHECKSUMS 0".into());
             }
             opts.push("MANIFEST 'yes'".into());
-            opts.push(format!("MANIFEST_CHECKSUMS '{}'", self.manifest_checksums.as_str()));
+            opts.push(format!("MANIFEST_CHECKSUMS '{}'", self.manifest_checksums.name()));
             opts.push("TARGET 'client'".into());
             match self.compression {
                 Compression::None => {}
@@ -235,8 +206,7 @@ impl BackupOptions {
                 c.push_str(" NOVERIFY_CHECKSUMS");
             }
             if manifest {
-                let _ =
-                    write!(c, " MANIFEST 'yes' MANIFEST_CHECKSUMS '{}'", self.manifest_checksums.as_str());
+                let _ = write!(c, " MANIFEST 'yes' MANIFEST_CHECKSUMS '{}'", self.manifest_checksums.name());
             }
         }
         c

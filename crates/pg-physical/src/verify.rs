@@ -9,7 +9,6 @@
 use pg_backup_manifest::{ChecksumAlgorithm, FileHasher, Verifier};
 
 use crate::PhysicalError;
-use crate::command::ManifestChecksums;
 
 /// The running hash of one file.
 #[derive(Debug)]
@@ -37,15 +36,7 @@ const MANIFEST_LIMIT: usize = 1 << 30;
 impl ManifestCheck {
     /// Verification with `algorithm` when the server sends a manifest (13+), or none (`None`:
     /// PostgreSQL 12 sends no manifest; sizes are still checked against the tar headers).
-    pub fn new(algorithm: Option<ManifestChecksums>) -> Self {
-        let algorithm = algorithm.map(|a| match a {
-            ManifestChecksums::None => ChecksumAlgorithm::None,
-            ManifestChecksums::Crc32c => ChecksumAlgorithm::Crc32c,
-            ManifestChecksums::Sha224 => ChecksumAlgorithm::Sha224,
-            ManifestChecksums::Sha256 => ChecksumAlgorithm::Sha256,
-            ManifestChecksums::Sha384 => ChecksumAlgorithm::Sha384,
-            ManifestChecksums::Sha512 => ChecksumAlgorithm::Sha512,
-        });
+    pub fn new(algorithm: Option<ChecksumAlgorithm>) -> Self {
         Self {
             verifier: algorithm.map(|_| Verifier::new()),
             algorithm,

@@ -85,15 +85,8 @@ fn parse_options(args: &BackupArgs) -> Result<BackupOptions> {
             }
         }
     };
-    let manifest_checksums = match args.manifest_checksums.to_ascii_uppercase().as_str() {
-        "NONE" => ManifestChecksums::None,
-        "CRC32C" => ManifestChecksums::Crc32c,
-        "SHA224" => ManifestChecksums::Sha224,
-        "SHA256" => ManifestChecksums::Sha256,
-        "SHA384" => ManifestChecksums::Sha384,
-        "SHA512" => ManifestChecksums::Sha512,
-        other => bail!("unknown manifest checksum algorithm {other:?}"),
-    };
+    let manifest_checksums = ManifestChecksums::from_name(&args.manifest_checksums)
+        .with_context(|| format!("unknown manifest checksum algorithm {:?}", args.manifest_checksums))?;
     Ok(BackupOptions {
         label: args.label.clone(),
         checkpoint: if args.checkpoint == "spread" { Checkpoint::Spread } else { Checkpoint::Fast },
