@@ -8,11 +8,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
+use pg_config::Config;
+
 use tokio::time::Instant;
 
 use crate::model::*;
 use crate::time::{format_epoch, normalize_server_timestamp};
-use crate::{CatalogError, Connector, QueryError, Row, Session, rfc3339_utc, sql};
+use pg_conn::Client;
+
+use crate::pgconn::{close, query};
+use crate::{CatalogError, PgConnector, QueryError, Row, rfc3339_utc, sql};
 
 /// Default bound on the whole collection.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
@@ -39,7 +44,7 @@ pub enum Kind {
     },
 }
 
-/// What [`collect`] needs besides a [`Connector`].
+/// What [`collect`] needs besides a [`PgConnector`].
 #[derive(Clone, Debug)]
 pub struct CollectOptions {
     /// The kind of backup.
@@ -90,15 +95,19 @@ impl CollectOptions {
     }
 }
 
+/// Collects the manifest over ordinary sessions opened with `config` (its database is replaced
+/// per session and a `replication` setting is ignored, so a physical backup's configuration can
+/// be passed as is). The convenience entry point for binaries; see [`collect`].
+pub async fn collect_for(config: &Config, options: &CollectOptions) -> Result<Manifest, CatalogError> {
+    collect(&PgConnector::new(config.clone()), options).await
+}
+
 /// Collects the manifest. `created_at` is left empty: [`crate::write_manifest`] stamps it at
 /// emission.
 ///
 /// Fails only if the first connection or the server-version query fails (or the deadline passes
 /// before them); everything else is best-effort and reported in `collection_errors`.
-pub async fn collect<C: Connector>(
-    connector: &C,
-    options: &CollectOptions,
-) -> Result<Manifest, CatalogError> {
+pub async fn collect(connector: &PgConnector, options: &CollectOptions) -> Result<Manifest, CatalogError> {
     let started = SystemTime::now();
     let mut c = Collector {
         deadline: Instant::now() + options.deadline,
@@ -171,10 +180,10 @@ pub async fn collect<C: Connector>(
             c.database_detail(&mut main, &mut m.databases[i]).await;
         } else if let Some(mut session) = c.connect(connector, &name).await {
             c.database_detail(&mut session, &mut m.databases[i]).await;
-            session.close().await;
+            close(session).await;
         }
     }
-    main.close().await;
+    close(main).await;
 
     m.collection_finished_at = Some(rfc3339_utc(SystemTime::now()));
     m.collection_errors = c.errors;
@@ -210,9 +219,9 @@ impl Collector {
 
     /// Runs `sql`; on failure records it under `section` and returns None. After the deadline,
     /// records the section as not collected without querying.
-    async fn run<S: Session>(
+    async fn run(
         &mut self,
-        session: &mut S,
+        session: &mut Client,
         section: &str,
         database: Option<&str>,
         sql: &str,
@@ -221,7 +230,7 @@ impl Collector {
             self.error(section, database, self.deadline_error());
             return None;
         }
-        match tokio::time::timeout_at(self.deadline, session.query(sql)).await {
+        match tokio::time::timeout_at(self.deadline, query(session, sql)).await {
             Ok(Ok(rows)) => Some(rows),
             Ok(Err(e)) => {
                 self.error(section, database, e);
@@ -237,9 +246,9 @@ impl Collector {
 
     /// Like [`Collector::run`] for a bounded query built with `LIMIT row_limit + 1`: a result
     /// over the limit is truncated and recorded as incomplete.
-    async fn run_bounded<S: Session>(
+    async fn run_bounded(
         &mut self,
-        session: &mut S,
+        session: &mut Client,
         section: &str,
         database: &str,
         sql: impl FnOnce(usize) -> String,
@@ -269,7 +278,7 @@ impl Collector {
         row
     }
 
-    async fn connect<C: Connector>(&mut self, connector: &C, database: &str) -> Option<C::Session> {
+    async fn connect(&mut self, connector: &PgConnector, database: &str) -> Option<Client> {
         if self.expired {
             self.error("connect", Some(database), self.deadline_error());
             return None;
@@ -288,11 +297,11 @@ impl Collector {
         }
     }
 
-    async fn first_connection<C: Connector>(
+    async fn first_connection(
         &mut self,
-        connector: &C,
+        connector: &PgConnector,
         options: &CollectOptions,
-    ) -> Result<(String, C::Session), CatalogError> {
+    ) -> Result<(String, Client), CatalogError> {
         let mut candidates = vec![options.database.clone().unwrap_or_else(|| "postgres".to_owned())];
         if options.database.is_none() {
             candidates.push("template1".to_owned());
@@ -311,8 +320,8 @@ impl Collector {
         Err(CatalogError::Connect { database, source })
     }
 
-    async fn server_version<S: Session>(&mut self, s: &mut S) -> Result<(String, i64), CatalogError> {
-        let rows = match tokio::time::timeout_at(self.deadline, s.query(sql::SERVER_VERSION)).await {
+    async fn server_version(&mut self, s: &mut Client) -> Result<(String, i64), CatalogError> {
+        let rows = match tokio::time::timeout_at(self.deadline, query(s, sql::SERVER_VERSION)).await {
             Ok(Ok(rows)) => rows,
             Ok(Err(e)) => return Err(CatalogError::ServerVersion(e)),
             Err(_) => return Err(CatalogError::Deadline(self.deadline_len)),
@@ -323,7 +332,7 @@ impl Collector {
         Ok((version, num))
     }
 
-    async fn cluster_config<S: Session>(&mut self, s: &mut S, version_num: i64) -> Option<ClusterConfig> {
+    async fn cluster_config(&mut self, s: &mut Client, version_num: i64) -> Option<ClusterConfig> {
         let rows = self.run(s, "cluster_config", None, &sql::cluster_config(version_num)).await?;
         let mut settings: HashMap<String, String> = HashMap::new();
         for row in &rows {
@@ -385,7 +394,7 @@ impl Collector {
         Some(cfg)
     }
 
-    async fn roles<S: Session>(&mut self, s: &mut S) -> Vec<Role> {
+    async fn roles(&mut self, s: &mut Client) -> Vec<Role> {
         let Some(rows) = self.run(s, "roles", None, sql::ROLES).await else {
             return Vec::new();
         };
@@ -484,7 +493,7 @@ impl Collector {
         }
     }
 
-    async fn database_detail<S: Session>(&mut self, s: &mut S, db: &mut Database) {
+    async fn database_detail(&mut self, s: &mut Client, db: &mut Database) {
         let name = db.name.clone();
         let dbn = Some(name.as_str());
         if let Some(rows) = self.run(s, "extensions", dbn, sql::EXTENSIONS).await {

@@ -12,34 +12,31 @@
 //! any other query that fails (no privilege, a database that refuses connections, the overall
 //! deadline) leaves its part out and adds a [`CollectionError`] with the SQLSTATE.
 //!
-//! The collector talks to the server through the [`Connector`] and [`Session`] traits: text-mode
-//! simple queries, nothing else. The project's connection crate (`pg-conn`) provides the real
-//! implementation, `PgConnector` (feature `pg-conn`); the traits keep this crate's logic
-//! independent of the socket layer.
+//! The collector talks to the server over the project's own connection crate, `pg-conn`
+//! ([`PgConnector`]): ordinary (never replication) sessions, text-mode simple queries, one
+//! session per detailed database. Binaries call [`collect_for`] with the backup's
+//! configuration; a physical backup then runs on its own replication connection:
 //!
 //! ```ignore
-//! let connector = pg_catalog::PgConnector::new(pg_config::Config::parse("host=db user=backup")?);
-//! let mut manifest = pg_catalog::collect(&connector, &CollectOptions::physical("db", "5432")).await?;
-//! pg_catalog::write_manifest(&mut sink, &mut manifest).await?;   // first record of the backup
+//! let options = pg_catalog::CollectOptions::physical("db", "5432");
+//! let mut manifest = pg_catalog::collect_for(&config, &options).await?;   // normal session
+//! pg_catalog::write_manifest(&mut sink, &mut manifest).await?;          // first record
+//! pg_physical::backup(&config, &backup_options, &run_options, &mut sink).await?;
 //! ```
-
-use std::future::Future;
 
 mod collect;
 mod model;
-#[cfg(feature = "pg-conn")]
 mod pgconn;
 mod sql;
 mod time;
 mod write;
 
-pub use collect::{CollectOptions, DEFAULT_DEADLINE, DEFAULT_ROW_LIMIT, Kind, collect};
+pub use collect::{CollectOptions, DEFAULT_DEADLINE, DEFAULT_ROW_LIMIT, Kind, collect, collect_for};
 pub use model::{
     CONNECTOR_LOGICAL, CONNECTOR_PHYSICAL, ClusterConfig, CollectionError, Column, Constraint,
     DUMP_FORMAT_BASEBACKUP, DUMP_FORMAT_CUSTOM, Database, DumpOptions, Extension, Index, Manifest, Relation,
     Role, SCHEMA_VERSION, Schema, Tablespace,
 };
-#[cfg(feature = "pg-conn")]
 pub use pgconn::PgConnector;
 pub use time::rfc3339_utc;
 pub use write::{MANIFEST_PATH, manifest_json, write_manifest};
@@ -51,7 +48,7 @@ pub fn client_name() -> String {
 }
 
 /// One result row of a text-mode simple query: each column's text, `None` for SQL NULL.
-pub type Row = Vec<Option<String>>;
+pub(crate) type Row = Vec<Option<String>>;
 
 /// A failed query or connection, as the collector records it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -73,25 +70,6 @@ impl QueryError {
     pub fn client(message: impl Into<String>) -> Self {
         Self { sqlstate: None, message: message.into() }
     }
-}
-
-/// An open, ordinary (non-replication) session to one database.
-pub trait Session: Send {
-    /// Runs one text-mode simple query and returns all its rows.
-    fn query(&mut self, sql: &str) -> impl Future<Output = Result<Vec<Row>, QueryError>> + Send;
-
-    /// Ends the session politely (`Terminate`); errors are of no interest at that point.
-    fn close(self) -> impl Future<Output = ()> + Send;
-}
-
-/// Opens sessions to the databases of one server, with the credentials and TLS settings of the
-/// backup's connection; only the database changes.
-pub trait Connector: Sync {
-    /// The session type.
-    type Session: Session;
-
-    /// Connects to database `dbname`.
-    fn connect(&self, dbname: &str) -> impl Future<Output = Result<Self::Session, QueryError>> + Send;
 }
 
 /// Why no manifest could be produced at all.

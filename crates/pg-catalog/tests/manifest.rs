@@ -4,10 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use pg_catalog::{
-    CollectOptions, CollectionError, Connector, Database, DumpOptions, Manifest, QueryError, Relation,
-    collect,
-};
+use pg_catalog::{CollectOptions, CollectionError, Database, DumpOptions, Manifest, Relation, collect};
 
 /// Validates `m`, as written, against `docs/manifest.schema.json`.
 fn assert_valid(m: &Manifest) -> serde_json::Value {
@@ -328,34 +325,28 @@ pg_testkit::per_major!(async fn limited_user_manifest(major) {
     assert_valid(&m);
 });
 
-/// A server that takes forever to accept connections to some databases (what a real server
-/// cannot be made to do on demand): wraps the real connector and stalls those connects.
-struct SlowFor<'a> {
-    inner: common::psql::PsqlConnector,
-    slow: &'a [&'a str],
-}
-
-impl Connector for SlowFor<'_> {
-    type Session = common::psql::PsqlSession;
-
-    async fn connect(&self, dbname: &str) -> Result<Self::Session, QueryError> {
-        if self.slow.contains(&dbname) {
-            tokio::time::sleep(Duration::from_secs(600)).await;
-        }
-        self.inner.connect(dbname).await
-    }
-}
-
 pg_testkit::per_major!(async fn deadline_and_missing_postgres_database(major) {
     let cluster = pg_testkit::TestCluster::start(major).unwrap();
     cluster.sql("CREATE DATABASE slow_a; CREATE DATABASE slow_b; CREATE DATABASE fine").unwrap();
     cluster.sql_db("template1", "DROP DATABASE postgres").unwrap();
-    let connector = SlowFor { inner: common::connector(&cluster, "postgres"), slow: &["slow_a", "slow_b"] };
+    // A real stall: renaming a database takes an exclusive lock on it until the transaction
+    // ends, and a new session waits for that lock in its startup (postinit.c, InitPostgres),
+    // after authentication, before it is ready for queries.
+    let mut holder = pg_conn::Client::connect(&common::config(&cluster, "postgres").with_dbname("template1").unwrap())
+        .await
+        .expect("the lock holder's session");
+    holder
+        .simple_query("BEGIN; ALTER DATABASE slow_a RENAME TO slow_a_held; ALTER DATABASE slow_b RENAME TO slow_b_held")
+        .await
+        .expect("holding the locks");
+    let connector = common::connector(&cluster, "postgres");
     let mut options = CollectOptions::physical("127.0.0.1", cluster.port().to_string());
     options.deadline = Duration::from_secs(5);
     let started = std::time::Instant::now();
     let m = collect(&connector, &options).await.expect("a manifest despite the stalls");
     assert!(started.elapsed() < Duration::from_secs(30), "the deadline bounds the collection");
+    holder.simple_query("ROLLBACK").await.expect("releasing the locks");
+    holder.close().await.expect("closing the lock holder");
 
     // Without a `postgres` database the collector used template1.
     assert!(m.roles.iter().any(|r| r.name == "postgres"));
@@ -401,4 +392,18 @@ pg_testkit::per_major!(async fn single_database_mode(major) {
         m.collection_errors.iter().map(|e| (e.section.as_str(), e.database.as_deref())).collect();
     assert_eq!(cut, [("relations", Some("one")), ("columns", Some("one"))]);
     assert!(m.collection_errors.iter().all(|e| e.error.starts_with("incomplete: more than 1 rows")));
+
+    // The first connection is mandatory: a refusal fails the collection with the server's
+    // SQLSTATE (from pg-conn), and a missing target database is not replaced by another.
+    let refused = |err: pg_catalog::CatalogError| match err {
+        pg_catalog::CatalogError::Connect { database, source } => (database, source),
+        other => panic!("expected a connect error, got {other}"),
+    };
+    let (database, source) = refused(collect(&common::connector(&cluster, "nobody"), &options).await.unwrap_err());
+    assert_eq!((database.as_str(), source.sqlstate.as_deref()), ("one", Some("28000")));
+    assert!(source.message.contains("\"nobody\""), "{source}");
+    options.database = Some("absent".into());
+    let (database, source) = refused(collect(&connector, &options).await.unwrap_err());
+    assert_eq!((database.as_str(), source.sqlstate.as_deref()), ("absent", Some("3D000")));
+    assert!(source.message.contains("\"absent\""), "{source}");
 });

@@ -2,8 +2,6 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-pub mod psql;
-
 use pg_testkit::TestCluster;
 
 /// Roles, memberships (nested; on PG 16+ the same pair granted twice by different grantors),
@@ -101,11 +99,12 @@ pub fn fixture(major: u32) -> (TestCluster, bool) {
     (cluster, hstore)
 }
 
-/// A connector to `cluster` as `user` (trust authentication over TCP).
-pub fn connector(cluster: &TestCluster, user: &str) -> psql::PsqlConnector {
-    psql::PsqlConnector {
-        psql: pg_testkit::client_bin("psql").expect("psql"),
-        port: cluster.port(),
-        user: user.to_owned(),
-    }
+/// The connection configuration of `cluster` for `user` (TCP, trust authentication).
+pub fn config(cluster: &TestCluster, user: &str) -> pg_config::Config {
+    pg_config::Config::parse(&cluster.conninfo(user)).expect("the test cluster's conninfo")
+}
+
+/// The project's connector to `cluster` as `user`.
+pub fn connector(cluster: &TestCluster, user: &str) -> pg_catalog::PgConnector {
+    pg_catalog::PgConnector::new(config(cluster, user))
 }
