@@ -11,7 +11,9 @@ use pg_tar::{TarEvent, TarReader};
 use pg_wire::{DbError, Frame, FrameError, Framer, frame::MAX_MESSAGE_LEN};
 
 use crate::compress::{Compression, DecompressError, Decompressor};
-use crate::msg::{self, Lsn};
+use pg_wire::replication::Lsn;
+
+use crate::msg;
 
 /// Size of the buffer decompressed output is produced into (one `EntryData` at most this big).
 const DECOMPRESS_CHUNK: usize = 64 * 1024;
@@ -523,7 +525,7 @@ impl Decoder {
                 return Ok(());
             }
             (b'S', _) => {
-                let (name, value) = msg::parameter_status(&f.body).map_err(|e| self.malformed(tag, e))?;
+                let (name, value) = msg::parameter_status(&f).map_err(|e| self.malformed(tag, e))?;
                 self.queue.push_back(Event::ParameterStatus { name, value });
                 return Ok(());
             }
@@ -534,7 +536,7 @@ impl Decoder {
             Phase::Tablespaces(rs) => self.tablespace_set(rs, f),
             Phase::LegacyNext(n) => {
                 if tag == b'H' {
-                    msg::copy_out_response(&f.body).map_err(|e| self.malformed(tag, e))?;
+                    msg::copy_out_response(&f).map_err(|e| self.malformed(tag, e))?;
                     if n < self.tablespaces.len() {
                         self.phase = Phase::LegacyArchive(n);
                         let name = self.expected_name(n);
@@ -585,7 +587,7 @@ impl Decoder {
                 if tag != b'H' {
                     return Err(self.unexpected(tag));
                 }
-                msg::copy_out_response(&f.body).map_err(|e| self.malformed(tag, e))?;
+                msg::copy_out_response(&f).map_err(|e| self.malformed(tag, e))?;
                 self.phase = Phase::Stream;
                 Ok(())
             }
@@ -623,7 +625,7 @@ impl Decoder {
                     return Err(self.unexpected(tag));
                 }
                 // The tag is "SELECT" on 12/13 and "BASE_BACKUP" on 14+: not checked.
-                msg::command_complete(&f.body).map_err(|e| self.malformed(tag, e))?;
+                msg::command_complete(&f).map_err(|e| self.malformed(tag, e))?;
                 self.phase = Phase::Ready;
                 Ok(())
             }
@@ -649,14 +651,7 @@ impl Decoder {
                 if self.in_manifest || self.manifest_seen {
                     return Err(self.malformed(kind, "new archive after the manifest"));
                 }
-                let mut c = msg::Cursor::new(&body[1..]);
-                let parsed = (|| -> Result<(String, String), String> {
-                    let name = String::from_utf8(c.cstr()?.to_vec()).map_err(|_| "archive name not UTF-8")?;
-                    let loc = String::from_utf8(c.cstr()?.to_vec()).map_err(|_| "location not UTF-8")?;
-                    c.end()?;
-                    Ok((name, loc))
-                })();
-                let (name, location) = parsed.map_err(|e| self.malformed(kind, e))?;
+                let (name, location) = msg::new_archive(&body[1..]).map_err(|e| self.malformed(kind, e))?;
                 self.end_archive()?;
                 let index = self.archives_seen;
                 if index >= self.tablespaces.len() {
@@ -746,7 +741,7 @@ impl Decoder {
         let is_start = matches!(self.phase, Phase::Start(_));
         match (rs, tag) {
             (Rs::Desc, b'T') => {
-                let cols = msg::row_description(&f.body).map_err(|e| self.malformed(tag, e))?;
+                let cols = msg::row_description(&f).map_err(|e| self.malformed(tag, e))?;
                 if cols != ["recptr", "tli"] {
                     return Err(self.malformed(tag, format!("columns {cols:?}, expected recptr, tli")));
                 }
@@ -758,11 +753,11 @@ impl Decoder {
                 if have {
                     return Err(self.malformed(tag, "more than one row"));
                 }
-                let row = msg::data_row(&f.body).map_err(|e| self.malformed(tag, e))?;
+                let row = msg::data_row(&f).map_err(|e| self.malformed(tag, e))?;
                 let [Some(lsn), Some(tli)] = &row[..] else {
                     return Err(self.malformed(tag, "expected two non-NULL columns"));
                 };
-                let lsn = std::str::from_utf8(lsn).ok().and_then(Lsn::parse);
+                let lsn = std::str::from_utf8(lsn).ok().and_then(|s| s.parse::<Lsn>().ok());
                 let lsn = lsn.ok_or_else(|| self.malformed(tag, "recptr is not an LSN"))?;
                 let tli =
                     std::str::from_utf8(tli).ok().and_then(|s| s.parse::<u32>().ok()).filter(|&t| t > 0);
@@ -775,7 +770,7 @@ impl Decoder {
                 Ok(())
             }
             (Rs::Rows, b'C') => {
-                msg::command_complete(&f.body).map_err(|e| self.malformed(tag, e))?;
+                msg::command_complete(&f).map_err(|e| self.malformed(tag, e))?;
                 if is_start {
                     if self.start.is_none() {
                         return Err(self.malformed(tag, "start-position result set without a row"));
@@ -799,7 +794,7 @@ impl Decoder {
         let tag = f.tag;
         match (rs, tag) {
             (Rs::Desc, b'T') => {
-                let cols = msg::row_description(&f.body).map_err(|e| self.malformed(tag, e))?;
+                let cols = msg::row_description(&f).map_err(|e| self.malformed(tag, e))?;
                 if cols != ["spcoid", "spclocation", "size"] {
                     return Err(
                         self.malformed(tag, format!("columns {cols:?}, expected spcoid, spclocation, size"))
@@ -809,7 +804,7 @@ impl Decoder {
                 Ok(())
             }
             (Rs::Rows, b'D') => {
-                let row = msg::data_row(&f.body).map_err(|e| self.malformed(tag, e))?;
+                let row = msg::data_row(&f).map_err(|e| self.malformed(tag, e))?;
                 if row.len() != 3 {
                     return Err(self.malformed(tag, format!("{} columns, expected 3", row.len())));
                 }
@@ -853,7 +848,7 @@ impl Decoder {
                 Ok(())
             }
             (Rs::Rows, b'C') => {
-                msg::command_complete(&f.body).map_err(|e| self.malformed(tag, e))?;
+                msg::command_complete(&f).map_err(|e| self.malformed(tag, e))?;
                 if self.tablespaces.last().is_none_or(|t| t.oid.is_some()) {
                     return Err(self.malformed(tag, "tablespace list without the main data directory last"));
                 }

@@ -23,7 +23,8 @@ pub mod recording;
 
 pub use compress::{Compression, DecompressError, MAX_GZIP_HEADER, MAX_ZSTD_WINDOW};
 pub use decoder::{ArchiveInfo, DecodeError, Decoder, DecoderOptions, Entry, Event, TablespaceInfo};
-pub use msg::Lsn;
+/// A WAL location; the same type as [`pg_wire::replication::Lsn`].
+pub use pg_wire::replication::Lsn;
 
 #[doc(hidden)]
 pub mod fuzzing {

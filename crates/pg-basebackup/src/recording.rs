@@ -31,9 +31,9 @@ use std::io::{Read, Write};
 
 use sha2::{Digest, Sha256};
 
+use crate::Lsn;
 use crate::compress::Compression;
 use crate::decoder::{DecodeError, Decoder, DecoderOptions, Event, TablespaceInfo};
-use crate::msg::Lsn;
 
 /// The magic line that starts every recording.
 pub const MAGIC: &[u8; 9] = b"PGPRECv1\n";
