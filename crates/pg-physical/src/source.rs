@@ -16,7 +16,7 @@ use crate::verify::ManifestCheck;
 use crate::{PhysicalError, stream};
 
 /// The name of this client, recorded where the Go plugin recorded `pg_basebackup_version`.
-pub const CLIENT_NAME: &str = concat!("pg_plakar ", env!("CARGO_PKG_VERSION"));
+pub const CLIENT_NAME: &str = concat!("pg_plakar/", env!("CARGO_PKG_VERSION"));
 
 /// Where to save a recording of the raw stream, if anywhere.
 #[derive(Clone, Debug, Default)]
@@ -92,6 +92,8 @@ async fn backup_inner<S: RecordSink>(
     sink: &mut S,
 ) -> Result<BackupReport, PhysicalError> {
     let started = Instant::now();
+    // What needs no server is refused before connecting.
+    options.check()?;
     let mut config = config.clone();
     config.set_replication(Replication::Physical);
     let mut client = Client::connect(&config).await.map_err(conn_err)?;
@@ -135,45 +137,31 @@ async fn backup_inner<S: RecordSink>(
         r.mark(BASE_BACKUP_MARK)?;
     }
 
-    let mut decoder = Decoder::new(decoder_options)?;
     let mut manifest = ManifestCheck::new((server.major >= 13).then_some(options.manifest_checksums));
     if let Ok(sysid) = server.system_identifier.parse() {
         manifest.expect_system_identifier(sysid);
     }
-    let mut pipeline = Pipeline::new(server.data_directory_mode, manifest);
+    let mut run_state = Running {
+        decoder: Decoder::new(decoder_options)?,
+        pipeline: Pipeline::new(server.data_directory_mode, manifest),
+        streamer: None,
+    };
     tracing::debug!("{command}");
     client.send_query(&command).await.map_err(conn_err)?;
-
-    let mut streamer: Option<stream::Streamer> = None;
-    'read: loop {
-        let frame = client.read_frame().await.map_err(conn_err)?;
-        decoder.feed_frame(frame);
-        while let Some(event) = decoder.poll_event()? {
-            match event {
-                Event::Done => break 'read,
-                Event::BackupStart { start_lsn, timeline, .. } if options.wal_method == WalMethod::Stream => {
-                    streamer =
-                        Some(stream::Streamer::start(&config, &server, start_lsn.0, timeline, run).await?);
-                    pipeline.handle(event, sink).await?;
-                }
-                Event::BackupEnd { end_lsn, .. } => {
-                    if let Some(s) = &streamer {
-                        s.stop_at(end_lsn.0);
-                    }
-                    pipeline.handle(event, sink).await?;
-                }
-                event => pipeline.handle(event, sink).await?,
-            }
+    if let Err(e) = run_state.receive(&mut client, &config, &server, options, run, sink).await {
+        // Stop the WAL receiver now: its connection (and slot) and its spool go with it.
+        if let Some(s) = run_state.streamer.take() {
+            s.cancel().await;
         }
+        return Err(e);
     }
-    decoder.finish()?;
     if let Some(r) = &recorder {
         client.set_tap(None);
         r.finish()?;
     }
 
     let mut streamed = 0;
-    if let Some(s) = streamer {
+    if let Some(s) = run_state.streamer.take() {
         streamed = s.finish_into(sink).await?;
     }
     // Everything is in and verified: only now is it a backup.
@@ -181,7 +169,7 @@ async fn backup_inner<S: RecordSink>(
     if let Err(e) = client.close().await {
         tracing::debug!("closing the backup connection: {e}");
     }
-    let summary = pipeline.summary().clone();
+    let summary = run_state.pipeline.summary().clone();
     tracing::info!(
         "backup complete: {} files, {} bytes, {} verified against backup_manifest, in {:.1?}",
         summary.files,
@@ -190,6 +178,80 @@ async fn backup_inner<S: RecordSink>(
         started.elapsed()
     );
     Ok(BackupReport { server, summary, streamed_wal_segments: streamed, elapsed: started.elapsed() })
+}
+
+/// The state of a backup whose `BASE_BACKUP` has been sent.
+struct Running {
+    decoder: Decoder,
+    pipeline: Pipeline,
+    streamer: Option<stream::Streamer>,
+}
+
+impl Running {
+    /// Where the backup is, for error messages.
+    fn at(&self) -> String {
+        format!(
+            "after {} bytes of the BASE_BACKUP response, {}",
+            self.decoder.bytes_consumed(),
+            self.pipeline.position()
+        )
+    }
+
+    /// Reads the response to its final `ReadyForQuery`, feeding the pipeline; in stream mode
+    /// starts the WAL receiver and fails as soon as it fails.
+    async fn receive<S: RecordSink>(
+        &mut self,
+        client: &mut Client,
+        config: &Config,
+        server: &ServerFacts,
+        options: &BackupOptions,
+        run: &RunOptions,
+        sink: &mut S,
+    ) -> Result<(), PhysicalError> {
+        loop {
+            let frame = match self.streamer.as_mut() {
+                Some(streamer) => tokio::select! {
+                    frame = client.read_frame() => frame,
+                    failure = streamer.failed() => return Err(failure),
+                },
+                None => client.read_frame().await,
+            };
+            let frame = frame.map_err(|source| PhysicalError::Interrupted { at: self.at(), source })?;
+            self.decoder.feed_frame(frame);
+            loop {
+                let event = match self.decoder.poll_event() {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(pg_basebackup::DecodeError::Server(error)) => {
+                        return Err(PhysicalError::Server {
+                            error,
+                            at: self.at(),
+                            warnings: self.pipeline.summary().warnings.clone(),
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match event {
+                    Event::Done => {
+                        self.decoder.finish()?;
+                        return Ok(());
+                    }
+                    Event::BackupStart { start_lsn, timeline, .. } if options.wal_method == WalMethod::Stream => {
+                        self.streamer =
+                            Some(stream::Streamer::start(config, server, start_lsn.0, timeline, run).await?);
+                        self.pipeline.handle(event, sink).await?;
+                    }
+                    Event::BackupEnd { end_lsn, .. } => {
+                        if let Some(s) = &self.streamer {
+                            s.stop_at(end_lsn.0);
+                        }
+                        self.pipeline.handle(event, sink).await?;
+                    }
+                    event => self.pipeline.handle(event, sink).await?,
+                }
+            }
+        }
+    }
 }
 
 /// A replication slot name unique to this process and purpose.

@@ -47,6 +47,10 @@ pub(crate) struct BackupArgs {
     /// Do not flush the written files to disk at the end.
     #[arg(long)]
     no_sync: bool,
+    /// Also collect the cluster's metadata and write it as `manifest.json` into DIR, before the
+    /// data (what every Plakar snapshot starts with).
+    #[arg(long, value_name = "DIR")]
+    metadata_dir: Option<PathBuf>,
     /// Record the raw replication stream into FILE (replay it with `pgplakar replay`).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
@@ -113,15 +117,34 @@ fn parse_mapping(items: &[String]) -> Result<BTreeMap<u32, PathBuf>> {
         .collect()
 }
 
+/// Collects `/manifest.json` (over an ordinary session) and writes it into `sink` first.
+pub(crate) async fn write_metadata(config: &Config, sink: &mut DirSink) -> Result<()> {
+    let resolved = config.resolve()?;
+    let target = resolved.targets.first().context("no server to connect to")?;
+    let options = pg_catalog::CollectOptions::physical(target.host_text(), target.port.to_string());
+    let mut manifest = pg_catalog::collect_for(config, &options).await?;
+    for e in &manifest.collection_errors {
+        tracing::warn!("metadata: could not collect {}: {}", e.section, e.error);
+    }
+    pg_catalog::write_manifest(sink, &mut manifest).await?;
+    Ok(())
+}
+
 pub(crate) fn run(args: BackupArgs) -> Result<()> {
     let config = parse_connection(&args.dbname)?;
     let options = parse_options(&args)?;
     let mut sink_options = DirSinkOptions::new(&args.pgdata);
     sink_options.tablespace_mapping = parse_mapping(&args.tablespace_mapping)?;
     sink_options.sync = !args.no_sync;
+    sink_options.extra_dir = args.metadata_dir.clone();
     let run = RunOptions { record_to: args.record.clone(), spool_dir: None };
     let mut sink = DirSink::create(sink_options)?;
-    let report = crate::runtime()?.block_on(pg_physical::backup(&config, &options, &run, &mut sink))?;
+    let report = crate::runtime()?.block_on(async {
+        if args.metadata_dir.is_some() {
+            write_metadata(&config, &mut sink).await?;
+        }
+        anyhow::Ok(pg_physical::backup(&config, &options, &run, &mut sink).await?)
+    })?;
     println!(
         "backup of PostgreSQL {} (system {}) in {}: {} files, {} bytes, {} verified against backup_manifest, {:.1?}",
         report.server.server_version,

@@ -1,0 +1,65 @@
+//! The command-line tool against a real server: backup (with metadata and a recording), verify,
+//! replay, and refused options.
+
+use std::process::{Command, Output};
+
+use pg_testkit::{ClusterOptions, ScratchDir, TestCluster, per_major};
+
+fn pgplakar(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgplakar")).args(args).env("RUST_LOG", "warn").output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "pgplakar failed: {text}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+per_major!(fn backup_verify_replay(major) {
+    let cluster = TestCluster::start_with(major, ClusterOptions::new().wal_segsize_mb(1)).unwrap();
+    cluster.sql("create table t as select g from generate_series(1, 1000) g").unwrap();
+    let scratch = ScratchDir::new().unwrap();
+    let data = scratch.path().join("pgdata");
+    let meta = scratch.path().join("meta");
+    let recording = scratch.path().join("backup.pgrec");
+    let conn = format!("postgres+bin://postgres@127.0.0.1:{}?sslmode=disable", cluster.port());
+    let out = ok(pgplakar(&[
+        "backup",
+        "-d",
+        &conn,
+        "-D",
+        data.to_str().unwrap(),
+        "--metadata-dir",
+        meta.to_str().unwrap(),
+        "--record",
+        recording.to_str().unwrap(),
+    ]));
+    assert!(out.contains("verified against backup_manifest"), "{out}");
+
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(meta.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["version"], 2);
+    assert_eq!(manifest["server_version_num"].as_i64().unwrap() / 10000, i64::from(major));
+
+    if major >= 13 {
+        let out = ok(pgplakar(&["verify", data.to_str().unwrap()]));
+        assert!(out.contains("match backup_manifest"), "{out}");
+        // A damaged file is found.
+        let version = data.join("PG_VERSION");
+        std::fs::write(&version, "99\n").unwrap();
+        let out = pgplakar(&["verify", data.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("PG_VERSION"));
+    }
+
+    let out = ok(pgplakar(&["replay", recording.to_str().unwrap()]));
+    assert!(out.contains("archive base.tar") && out.ends_with("complete\n"), "{out}");
+});
+
+#[test]
+fn refuses_a_database_in_a_physical_uri() {
+    let out = pgplakar(&["backup", "-d", "postgres+bin://u@localhost/mydb", "-D", "/nonexistent/x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a physical backup is the whole cluster"), "{err}");
+}
