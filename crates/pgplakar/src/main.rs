@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Physical backup of a whole cluster into a data directory (like `pg_basebackup -Fp`,
     /// verified against backup_manifest while it streams).
-    Backup(backup::BackupArgs),
+    Backup(Box<backup::BackupArgs>),
     /// Check a backup directory against its backup_manifest (sizes and checksums).
     Verify(verify::VerifyArgs),
     /// Decode a recorded replication stream offline and summarise it.
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Backup(args) => backup::run(args),
+        Command::Backup(args) => backup::run(*args),
         Command::Verify(args) => verify::run(args),
         Command::Replay(args) => replay::run(args),
         #[cfg(feature = "demo")]
