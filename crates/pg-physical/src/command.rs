@@ -104,11 +104,9 @@ pub enum OptionError {
 }
 
 impl BackupOptions {
-    /// Checks the options against a server major before anything is sent.
-    pub fn validate(&self, major: u32) -> Result<(), OptionError> {
-        if !(12..=18).contains(&major) {
-            return Err(OptionError::Version(major));
-        }
+    /// Checks what needs no server (label, rate, compression levels): called before
+    /// connecting, so a bad option costs no connection.
+    pub fn check(&self) -> Result<(), OptionError> {
         if self.label.contains('\0') {
             return Err(OptionError::Label("a NUL byte"));
         }
@@ -124,8 +122,6 @@ impl BackupOptions {
             return Err(OptionError::MaxRate(rate));
         }
         match self.compression {
-            Compression::None => {}
-            _ if major < 15 => return Err(OptionError::CompressionNeeds15(major)),
             Compression::Gzip(Some(l)) if !(1..=9).contains(&l) => {
                 return Err(OptionError::Level(format!("gzip level {l} is outside 1..9")));
             }
@@ -133,6 +129,18 @@ impl BackupOptions {
                 return Err(OptionError::Level(format!("zstd level {l} is outside -7..22")));
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks the options against a server major before anything is sent.
+    pub fn validate(&self, major: u32) -> Result<(), OptionError> {
+        if !(12..=18).contains(&major) {
+            return Err(OptionError::Version(major));
+        }
+        self.check()?;
+        if self.compression != Compression::None && major < 15 {
+            return Err(OptionError::CompressionNeeds15(major));
         }
         Ok(())
     }

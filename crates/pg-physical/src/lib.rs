@@ -29,7 +29,27 @@ pub enum PhysicalError {
     /// The connection failed (connect, authentication, a command, a lost connection).
     #[error(transparent)]
     Connection(pg_conn::Error),
-    /// The stream is not a correct base backup, or the server reported an error in it.
+    /// The server failed the backup with an error (`XX001` page checksum failures, `42501` an
+    /// unreadable file, `57P01` a terminated walsender, …); the warnings it sent before are kept,
+    /// since they say what went wrong (protocol.md §4.4).
+    #[error("the server failed the base backup {at}: {error}{}", warnings_suffix(warnings))]
+    Server {
+        /// The server's error.
+        error: Box<pg_wire::DbError>,
+        /// Where in the backup it arrived.
+        at: String,
+        /// The warnings the server sent during the backup (checksum failures, …).
+        warnings: Vec<String>,
+    },
+    /// The connection was lost (or failed) in the middle of the backup.
+    #[error("base backup interrupted {at}: {source}")]
+    Interrupted {
+        /// Where in the backup (bytes of the response, archive, file).
+        at: String,
+        /// The connection error.
+        source: pg_conn::Error,
+    },
+    /// The stream is not a correct base backup.
     #[error("base backup: {0}")]
     Decode(#[from] pg_basebackup::DecodeError),
     /// Something in the stream that a correct backup cannot contain.
@@ -56,4 +76,27 @@ impl PhysicalError {
     pub(crate) fn internal(what: &str) -> Self {
         Self::Internal(what.to_owned())
     }
+
+    /// The SQLSTATE of the server's error, when the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Server { error, .. } => Some(error.code.as_str()),
+            Self::Interrupted { source, .. } | Self::Connection(source) => source.code(),
+            Self::Decode(pg_basebackup::DecodeError::Server(e)) => Some(e.code.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// How many server warnings an error message shows.
+const WARNINGS_SHOWN: usize = 8;
+
+fn warnings_suffix(warnings: &[String]) -> String {
+    if warnings.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = warnings.iter().take(WARNINGS_SHOWN).map(String::as_str).collect();
+    let more = warnings.len() - shown.len();
+    let tail = if more > 0 { format!("; and {more} more") } else { String::new() };
+    format!("; the server warned: {}{tail}", shown.join("; "))
 }

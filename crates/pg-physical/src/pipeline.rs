@@ -56,6 +56,10 @@ pub struct Pipeline {
     current: Option<Current>,
     in_manifest: bool,
     tablespaces_announced: bool,
+    /// The archive being received, for error messages.
+    archive: Option<String>,
+    /// Whether the end result set arrived.
+    ended: bool,
     summary: BackupSummary,
 }
 
@@ -73,6 +77,8 @@ impl Pipeline {
             current: None,
             in_manifest: false,
             tablespaces_announced: false,
+            archive: None,
+            ended: false,
             summary: BackupSummary::default(),
         }
     }
@@ -80,6 +86,23 @@ impl Pipeline {
     /// What has been seen so far.
     pub fn summary(&self) -> &BackupSummary {
         &self.summary
+    }
+
+    /// Where the backup is, for error messages: `in archive "base.tar", file /data/base/5/1249`,
+    /// `in backup_manifest`, `after the end of the backup`, ….
+    pub fn position(&self) -> String {
+        if self.ended {
+            return "after the end of the backup (before the server's final completion)".into();
+        }
+        if self.in_manifest {
+            return "in backup_manifest".into();
+        }
+        match (&self.archive, &self.current) {
+            (Some(a), Some(c)) => format!("in archive {a:?}, file {}", c.record),
+            (Some(a), None) => format!("in archive {a:?}"),
+            (None, _) if self.summary.start.is_some() => "before the first archive".into(),
+            (None, _) => "before the backup started".into(),
+        }
     }
 
     /// Handles one event. [`Event::Done`] is not handled here: the caller decides when the
@@ -91,6 +114,7 @@ impl Pipeline {
                 self.summary.tablespaces = tablespaces;
             }
             Event::ArchiveStart(archive) => {
+                self.archive = Some(archive.name.clone());
                 let (path, mode) = match archive.tablespace.oid {
                     None => (DATA_ROOT.to_owned(), self.data_mode),
                     Some(oid) => {
@@ -143,6 +167,7 @@ impl Pipeline {
                 self.summary.warnings.push(notice.to_string());
             }
             Event::BackupEnd { end_lsn, timeline } => {
+                self.ended = true;
                 self.summary.end = Some((end_lsn, timeline));
                 let start = self.summary.start.map(|(l, t)| (l.0, t));
                 self.summary.verified_files = self.manifest.finish(start, Some((end_lsn.0, timeline)))?;

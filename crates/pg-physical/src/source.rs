@@ -236,7 +236,9 @@ impl Running {
                         self.decoder.finish()?;
                         return Ok(());
                     }
-                    Event::BackupStart { start_lsn, timeline, .. } if options.wal_method == WalMethod::Stream => {
+                    Event::BackupStart { start_lsn, timeline, .. }
+                        if options.wal_method == WalMethod::Stream =>
+                    {
                         self.streamer =
                             Some(stream::Streamer::start(config, server, start_lsn.0, timeline, run).await?);
                         self.pipeline.handle(event, sink).await?;

@@ -28,7 +28,23 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct Streamer {
     end: watch::Sender<Option<u64>>,
-    task: JoinHandle<Result<WalSpool, PhysicalError>>,
+    /// The receiver task, until it has been awaited.
+    task: Option<JoinHandle<Result<WalSpool, PhysicalError>>>,
+    /// Its spool, once it has ended successfully.
+    done: Option<WalSpool>,
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        // Never leave a receiver (its connection, slot and spool) running on its own.
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> PhysicalError {
+    PhysicalError::Internal(format!("the WAL receiver task failed: {e}"))
 }
 
 impl Streamer {
@@ -67,7 +83,31 @@ impl Streamer {
         client.send_query(&command).await.map_err(conn_err)?;
         let (end, end_rx) = watch::channel(None);
         let task = tokio::spawn(receive(client, spool, end_rx));
-        Ok(Self { end, task })
+        Ok(Self { end, task: Some(task), done: None })
+    }
+
+    /// Resolves only if the receiver fails (a dropped connection, a server error): the backup
+    /// must then fail at once rather than at its end. Cancel-safe.
+    pub(crate) async fn failed(&mut self) -> PhysicalError {
+        if let Some(task) = &mut self.task {
+            let result = task.await;
+            self.task = None;
+            match result.map_err(join_error) {
+                Ok(Ok(spool)) => self.done = Some(spool),
+                Ok(Err(e)) | Err(e) => return e,
+            }
+        }
+        std::future::pending().await
+    }
+
+    /// Stops the receiver and waits until it is gone: its connection is closed (the server
+    /// drops its temporary slot) and its spool directory removed.
+    pub(crate) async fn cancel(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+        self.done = None;
     }
 
     /// The backup ended at `lsn`: stop once everything before it has been received.
@@ -77,11 +117,12 @@ impl Streamer {
 
     /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` (plus its
     /// `archive_status/<segment>.done`) into the sink. Returns the number of segments.
-    pub(crate) async fn finish_into<S: RecordSink>(self, sink: &mut S) -> Result<usize, PhysicalError> {
-        let mut spool = self
-            .task
-            .await
-            .map_err(|e| PhysicalError::Internal(format!("the WAL receiver task failed: {e}")))??;
+    pub(crate) async fn finish_into<S: RecordSink>(mut self, sink: &mut S) -> Result<usize, PhysicalError> {
+        let mut spool = match (self.done.take(), self.task.take()) {
+            (Some(spool), _) => spool,
+            (None, Some(task)) => task.await.map_err(join_error)??,
+            (None, None) => return Err(PhysicalError::internal("the WAL receiver already failed")),
+        };
         let segments = spool.finish()?;
         let now = SystemTime::now();
         for (name, path) in &segments {
@@ -138,7 +179,16 @@ async fn send_status(client: &mut Client, position: u64) -> Result<(), PhysicalE
         client_time: PgTimestamp::from_system_time(SystemTime::now()),
         reply_requested: false,
     };
-    client.send_encoded(|out| update.encode(out)).await.map_err(conn_err)
+    client.send_encoded(|out| update.encode(out)).await.map_err(|e| lost(&e, position))
+}
+
+fn lsn_text(v: u64) -> String {
+    format!("{:X}/{:X}", v >> 32, v & 0xffff_ffff)
+}
+
+/// The WAL connection failed: say which connection, and how far it had got.
+fn lost(e: &pg_conn::Error, position: u64) -> PhysicalError {
+    PhysicalError::Stream(format!("WAL streaming connection, at {}: {e}", lsn_text(position)))
 }
 
 async fn receive(
@@ -148,7 +198,7 @@ async fn receive(
 ) -> Result<WalSpool, PhysicalError> {
     // CopyBothResponse first (an error, e.g. a removed segment, may follow it).
     loop {
-        let frame = client.read_frame().await.map_err(conn_err)?;
+        let frame = client.read_frame().await.map_err(|e| lost(&e, spool.position()))?;
         match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
             BackendMessage::CopyBothResponse(_) => break,
             BackendMessage::NoticeResponse(n) => tracing::warn!("WAL stream: {n}"),
@@ -168,7 +218,7 @@ async fn receive(
         let reached = end.borrow().is_some_and(|e| spool.position() >= e);
         if reached {
             send_status(&mut client, spool.position()).await?;
-            client.send_copy_done().await.map_err(conn_err)?;
+            client.send_copy_done().await.map_err(|e| lost(&e, spool.position()))?;
             break;
         }
         if last_status.elapsed() >= STATUS_INTERVAL {
@@ -176,7 +226,7 @@ async fn receive(
             last_status = Instant::now();
         }
         let frame = tokio::select! {
-            frame = client.read_frame() => frame.map_err(conn_err)?,
+            frame = client.read_frame() => frame.map_err(|e| lost(&e, spool.position()))?,
             changed = end.changed() => {
                 if changed.is_err() {
                     return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
@@ -200,7 +250,10 @@ async fn receive(
             }
             BackendMessage::NoticeResponse(n) => tracing::warn!("WAL stream: {n}"),
             BackendMessage::ErrorResponse(e) => {
-                return Err(PhysicalError::Stream(format!("WAL stream: {e}")));
+                return Err(PhysicalError::Stream(format!(
+                    "WAL streaming connection, at {}: {e}",
+                    lsn_text(spool.position())
+                )));
             }
             BackendMessage::CopyDone => {
                 return Err(PhysicalError::Stream(
@@ -215,7 +268,7 @@ async fn receive(
     // Drain to ReadyForQuery: the server may still send keepalives, its CopyDone and the
     // command completions. The temporary slot dies with the connection.
     loop {
-        let frame = client.read_frame().await.map_err(conn_err)?;
+        let frame = client.read_frame().await.map_err(|e| lost(&e, spool.position()))?;
         match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
             BackendMessage::ReadyForQuery(_) => break,
             BackendMessage::ErrorResponse(e) => {

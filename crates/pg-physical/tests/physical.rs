@@ -101,12 +101,7 @@ async fn backup_into_dir(cluster: &TestCluster, options: &BackupOptions) -> Rest
         // Every file but the WAL segments (which no manifest lists) was checked. Fetched
         // segments came in the archive; streamed ones (stream mode) did not.
         let fetched_wal = count_wal_segments(&data) - report.streamed_wal_segments as u64;
-        assert_eq!(
-            report.summary.verified_files + fetched_wal,
-            report.summary.files,
-            "{:?}",
-            report.summary
-        );
+        assert_eq!(report.summary.verified_files + fetched_wal, report.summary.files, "{:?}", report.summary);
     }
     let (uid, gid) = cluster.server_user_ids();
     chown_tree(scratch.path(), uid, gid);
