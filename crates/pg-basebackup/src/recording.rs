@@ -20,6 +20,10 @@
 //!   payload   len bytes
 //! ```
 //!
+//! A recording may also be stored gzip-compressed (`.pgrec.gz`, e.g. the committed fixtures):
+//! [`RecordingReader`] and [`replay`] recognise the gzip magic and decompress on the fly, so
+//! offsets in their errors count bytes of the decompressed recording.
+//!
 //! Records are recorded at the plaintext protocol layer (after TLS), one per read or write.
 //! The connection code writes a marker record labelled [`BASE_BACKUP_MARK`] right before it
 //! sends the `BASE_BACKUP` query: the response to decode is the server bytes after the marker,
@@ -196,10 +200,39 @@ impl<W: Write> RecordingWriter<W> {
     }
 }
 
-/// Reads a recording from any `Read`.
+/// The two bytes that start every gzip member (RFC 1952 §2.3.1).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+type GzInput<R> = flate2::read::MultiGzDecoder<std::io::Chain<std::io::Cursor<[u8; 2]>, R>>;
+
+/// A recording's bytes, as stored or gunzipped.
+enum Input<R: Read> {
+    Plain(R),
+    Gzip(Box<GzInput<R>>),
+}
+
+impl<R: Read> Read for Input<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Input::Plain(r) => r.read(buf),
+            Input::Gzip(r) => r.read(buf),
+        }
+    }
+}
+
+impl<R: Read> std::fmt::Debug for Input<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Input::Plain(_) => "Plain",
+            Input::Gzip(_) => "Gzip",
+        })
+    }
+}
+
+/// Reads a recording, plain or gzip-compressed, from any `Read`.
 #[derive(Debug)]
 pub struct RecordingReader<R: Read> {
-    input: R,
+    input: Input<R>,
     meta: RecordingMeta,
     offset: u64,
 }
@@ -219,10 +252,35 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<bool, std::io::Error>
 }
 
 impl<R: Read> RecordingReader<R> {
-    /// Reads and checks the magic and the metadata.
-    pub fn new(mut input: R) -> Result<Self, RecordingError> {
+    /// Reads and checks the magic and the metadata; a gzip-compressed recording is
+    /// decompressed on the fly.
+    pub fn new(mut raw: R) -> Result<Self, RecordingError> {
+        let mut first = [0u8; 2];
+        let full = read_full(&mut raw, &mut first).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => RecordingError::BadMagic,
+            _ => e.into(),
+        })?;
+        if !full {
+            return Err(RecordingError::BadMagic);
+        }
         let mut magic = [0u8; 9];
-        if !read_full(&mut input, &mut magic)? || &magic != MAGIC {
+        let mut input = if first == GZIP_MAGIC {
+            let mut input = Input::Gzip(Box::new(flate2::read::MultiGzDecoder::new(
+                std::io::Cursor::new(first).chain(raw),
+            )));
+            if !read_full(&mut input, &mut magic).unwrap_or(false) {
+                return Err(RecordingError::BadMagic);
+            }
+            input
+        } else {
+            magic[..2].copy_from_slice(&first);
+            let mut input = Input::Plain(raw);
+            if !read_full(&mut input, &mut magic[2..]).unwrap_or(false) {
+                return Err(RecordingError::BadMagic);
+            }
+            input
+        };
+        if &magic != MAGIC {
             return Err(RecordingError::BadMagic);
         }
         let mut len = [0u8; 4];
@@ -432,86 +490,232 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Decodes a response given as byte pieces and summarises the events (sizes and SHA-256 of
-/// every entry and of the manifest). Decoding errors end up in [`Summary::error`].
-pub fn decode_pieces<'a>(opts: DecoderOptions, pieces: impl IntoIterator<Item = &'a [u8]>) -> Summary {
-    let mut c = Collector { s: Summary::default(), entry_hash: None, manifest: None };
-    let mut dec = match Decoder::new(opts) {
-        Ok(d) => d,
-        Err(e) => {
-            c.s.error = Some(e);
-            return c.s;
+/// The piece sizes a [`Chunking`] produces, one after the other.
+struct PieceSizes {
+    chunking: Chunking,
+    state: u64,
+}
+
+impl PieceSizes {
+    fn new(chunking: Chunking) -> Self {
+        let state = match chunking {
+            Chunking::Random { seed, .. } => seed | 1,
+            _ => 0,
+        };
+        Self { chunking, state }
+    }
+
+    fn next_size(&mut self) -> usize {
+        match self.chunking {
+            Chunking::AsRecorded => usize::MAX,
+            Chunking::Fixed(n) => n.max(1),
+            Chunking::Random { max, .. } => {
+                // xorshift64*: deterministic and dependency-free.
+                self.state ^= self.state >> 12;
+                self.state ^= self.state << 25;
+                self.state ^= self.state >> 27;
+                let r = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                (r % max.max(1) as u64) as usize + 1
+            }
         }
-    };
-    for piece in pieces {
+    }
+}
+
+/// A decoder and a collector: what replay and [`decode_pieces`] drive.
+struct Session {
+    c: Collector,
+    dec: Option<Decoder>,
+}
+
+impl Session {
+    fn new(opts: DecoderOptions) -> Self {
+        let mut c = Collector { s: Summary::default(), entry_hash: None, manifest: None };
+        let dec = match Decoder::new(opts) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                c.s.error = Some(e);
+                None
+            }
+        };
+        Self { c, dec }
+    }
+
+    /// Feeds one piece and collects the events; after an error, pieces are ignored.
+    fn feed(&mut self, piece: &[u8]) {
+        let Some(dec) = self.dec.as_mut() else { return };
         dec.feed_bytes(piece);
         loop {
             match dec.poll_event() {
-                Ok(Some(ev)) => c.event(ev),
+                Ok(Some(ev)) => self.c.event(ev),
                 Ok(None) => break,
                 Err(e) => {
-                    c.s.error = Some(e);
-                    return c.s;
+                    self.c.s.error = Some(e);
+                    self.dec = None;
+                    return;
                 }
             }
         }
     }
-    if let Err(e) = dec.finish() {
-        c.s.error = Some(e);
+
+    fn finish(mut self) -> Summary {
+        if let Some(mut dec) = self.dec.take()
+            && let Err(e) = dec.finish()
+        {
+            self.c.s.error = Some(e);
+        }
+        self.c.s
     }
-    c.s
+}
+
+/// Re-cuts a stream of byte runs into the pieces of a [`Chunking`], carrying at most one
+/// piece's worth of bytes between runs, and feeds them to a [`Session`].
+struct Rechunker {
+    sizes: PieceSizes,
+    want: usize,
+    carry: Vec<u8>,
+    session: Session,
+}
+
+impl Rechunker {
+    fn new(opts: DecoderOptions, chunking: Chunking) -> Self {
+        let mut sizes = PieceSizes::new(chunking);
+        let want = sizes.next_size();
+        Self { sizes, want, carry: Vec::new(), session: Session::new(opts) }
+    }
+
+    fn push(&mut self, mut data: &[u8]) {
+        if self.sizes.chunking == Chunking::AsRecorded {
+            self.session.feed(data);
+            return;
+        }
+        while !data.is_empty() {
+            if self.carry.is_empty() && data.len() >= self.want {
+                let (piece, rest) = data.split_at(self.want);
+                self.session.feed(piece);
+                data = rest;
+            } else {
+                let take = (self.want - self.carry.len()).min(data.len());
+                self.carry.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.carry.len() < self.want {
+                    return;
+                }
+                self.session.feed(&self.carry);
+                self.carry.clear();
+            }
+            self.want = self.sizes.next_size();
+        }
+    }
+
+    fn finish(mut self) -> Summary {
+        if !self.carry.is_empty() {
+            self.session.feed(&self.carry);
+        }
+        self.session.finish()
+    }
+}
+
+/// Decodes a response given as byte pieces and summarises the events (sizes and SHA-256 of
+/// every entry and of the manifest). Decoding errors end up in [`Summary::error`].
+pub fn decode_pieces<'a>(opts: DecoderOptions, pieces: impl IntoIterator<Item = &'a [u8]>) -> Summary {
+    let mut session = Session::new(opts);
+    for piece in pieces {
+        session.feed(piece);
+        if session.dec.is_none() {
+            break;
+        }
+    }
+    session.finish()
 }
 
 /// Splits `data` into pieces per `chunking`.
 pub fn split(data: &[u8], chunking: Chunking) -> Vec<&[u8]> {
-    match chunking {
-        Chunking::AsRecorded => vec![data],
-        Chunking::Fixed(n) => data.chunks(n.max(1)).collect(),
-        Chunking::Random { seed, max } => {
-            let mut state = seed | 1;
-            let mut out = Vec::new();
-            let mut rest = data;
-            while !rest.is_empty() {
-                // xorshift64*: deterministic and dependency-free.
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
-                let n = (r % max.max(1) as u64) as usize + 1;
-                let (a, b) = rest.split_at(n.min(rest.len()));
-                out.push(a);
-                rest = b;
+    let mut sizes = PieceSizes::new(chunking);
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (a, b) = rest.split_at(sizes.next_size().min(rest.len()));
+        out.push(a);
+        rest = b;
+    }
+    out
+}
+
+/// Which records of a recording make up the `BASE_BACKUP` response: the server bytes after the
+/// last [`BASE_BACKUP_MARK`] up to the first client record that follows a server record; all
+/// server bytes when there is no marker.
+#[derive(Default)]
+struct ResponseFilter {
+    marked: bool,
+    server_seen: bool,
+    ended: bool,
+}
+
+/// What to do with one record.
+enum Take<'a> {
+    /// A (new) marker: forget the server bytes taken so far.
+    Restart,
+    /// Server bytes of the response.
+    Server(&'a [u8]),
+    /// Not part of the response.
+    Skip,
+}
+
+impl ResponseFilter {
+    fn take<'a>(&mut self, rec: &'a Record) -> Take<'a> {
+        match rec.direction {
+            Direction::Mark if rec.data == BASE_BACKUP_MARK.as_bytes() => {
+                *self = Self { marked: true, ..Self::default() };
+                Take::Restart
             }
-            out
+            Direction::Mark => Take::Skip,
+            Direction::Server if !self.ended => {
+                self.server_seen = true;
+                Take::Server(&rec.data)
+            }
+            Direction::Server => Take::Skip,
+            // The query itself follows the marker; the next command ends the response.
+            Direction::Client => {
+                if self.marked && self.server_seen {
+                    self.ended = true;
+                }
+                Take::Skip
+            }
         }
     }
 }
 
-/// Reads a whole recording and replays the `BASE_BACKUP` response it holds through a
-/// [`Decoder`] configured from its metadata.
+/// Reads a recording (plain or gzip) and replays the `BASE_BACKUP` response it holds through a
+/// [`Decoder`] configured from its metadata, one record at a time: memory stays bounded by the
+/// largest record, whatever the recording's size.
 pub fn replay<R: Read>(recording: R, chunking: Chunking) -> Result<Summary, RecordingError> {
     let mut r = RecordingReader::new(recording)?;
     let opts = r.meta().decoder_options();
-    let mut records = Vec::new();
+    let mut filter = ResponseFilter::default();
+    let mut run = Rechunker::new(opts, chunking);
     while let Some(rec) = r.next_record()? {
-        records.push(rec);
-    }
-    let start = records
-        .iter()
-        .rposition(|x| x.direction == Direction::Mark && x.data == BASE_BACKUP_MARK.as_bytes())
-        .map_or(0, |i| i + 1);
-    let mut server: Vec<&[u8]> = Vec::new();
-    for rec in &records[start..] {
-        match rec.direction {
-            Direction::Server => server.push(&rec.data),
-            // The query itself follows the marker; the next command ends the response.
-            Direction::Client if start > 0 && !server.is_empty() => break,
-            _ => {}
+        match filter.take(&rec) {
+            Take::Restart => run = Rechunker::new(opts, chunking),
+            Take::Server(data) => run.push(data),
+            Take::Skip => {}
         }
     }
-    if chunking == Chunking::AsRecorded {
-        return Ok(decode_pieces(opts, server));
+    Ok(run.finish())
+}
+
+/// The metadata and the server bytes of the `BASE_BACKUP` response in a recording (plain or
+/// gzip), one `Vec` per recorded read, as [`replay`] selects them. Holds the whole response in
+/// memory: meant for tests and tools that need the raw stream.
+pub fn response_chunks<R: Read>(recording: R) -> Result<(RecordingMeta, Vec<Vec<u8>>), RecordingError> {
+    let mut r = RecordingReader::new(recording)?;
+    let mut filter = ResponseFilter::default();
+    let mut chunks = Vec::new();
+    while let Some(rec) = r.next_record()? {
+        match filter.take(&rec) {
+            Take::Restart => chunks.clear(),
+            Take::Server(_) => chunks.push(rec.data),
+            Take::Skip => {}
+        }
     }
-    let all: Vec<u8> = server.concat();
-    Ok(decode_pieces(opts, split(&all, chunking)))
+    Ok((r.meta, chunks))
 }

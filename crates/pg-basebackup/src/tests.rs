@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use crate::recording::{
     BASE_BACKUP_MARK, Chunking, Direction, RecordingMeta, RecordingReader, RecordingWriter, Summary,
-    decode_pieces, replay, split,
+    decode_pieces, replay, response_chunks, split,
 };
 use crate::*;
 
@@ -664,6 +664,74 @@ fn recording_round_trip_and_replay() {
     let first_record = 13 + u32::from_be_bytes(rec[9..13].try_into().unwrap()) as usize;
     bad_dir[first_record] = b'X';
     assert!(replay(&bad_dir[..], Chunking::AsRecorded).unwrap_err().to_string().contains("direction"));
+
+    // The same recording gzip-compressed (one or two members) replays alike.
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let (a, b) = rec.split_at(rec.len() / 2);
+    for compressed in [gz(&rec), [gz(a), gz(b)].concat()] {
+        assert_eq!(RecordingReader::new(&compressed[..]).unwrap().meta(), &meta);
+        for chunking in [Chunking::AsRecorded, Chunking::Random { seed: 5, max: 300 }] {
+            assert_eq!(replay(&compressed[..], chunking).unwrap(), expected, "gzip {chunking:?}");
+        }
+        let truncated = &compressed[..compressed.len() - 20];
+        assert!(replay(truncated, Chunking::AsRecorded).map_or(true, |s| !s.done));
+    }
+    // response_chunks: the server reads after the marker, up to the next command.
+    let (m, chunks) = response_chunks(&rec[..]).unwrap();
+    assert_eq!(m, meta);
+    assert_eq!(chunks.concat(), bytes);
+    assert!(chunks.iter().all(|c| c.len() <= 777));
+    // Too short to hold a magic, plain or gzip.
+    for short in [&b""[..], b"P", b"\x1f", b"\x1f\x8b", b"PGPREC"] {
+        assert!(
+            matches!(RecordingReader::new(short), Err(crate::recording::RecordingError::BadMagic)),
+            "{short:?}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Replay re-cuts recorded reads of any sizes into exactly the pieces `split` gives the
+    /// concatenated stream: same summary, whatever the record sizes and the chunking.
+    #[test]
+    fn replay_rechunking_matches_split(
+        record_sizes in proptest::collection::vec(1usize..2000, 1..40),
+        seed in any::<u64>(),
+        max in 1usize..700,
+        fixed in 1usize..3000,
+    ) {
+        let st = Stream::sample(14);
+        let bytes = st.bytes();
+        let meta = RecordingMeta {
+            server_major: 14,
+            server_version: "14.23".into(),
+            command: "BASE_BACKUP".into(),
+            manifest: st.manifest.is_some(),
+            compression: Compression::None,
+            meta: serde_json::Value::Null,
+        };
+        let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
+        w.mark(0, BASE_BACKUP_MARK).unwrap();
+        let mut rest = &bytes[..];
+        let mut sizes = record_sizes.iter().cycle();
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at((*sizes.next().unwrap()).min(rest.len()));
+            w.record(Direction::Server, 1, piece).unwrap();
+            rest = tail;
+        }
+        let rec = w.into_inner().unwrap();
+        for chunking in [Chunking::Fixed(fixed), Chunking::Random { seed, max }] {
+            let direct = decode_pieces(meta.decoder_options(), split(&bytes, chunking));
+            prop_assert!(direct.done);
+            prop_assert_eq!(replay(&rec[..], chunking).unwrap(), direct);
+        }
+    }
 }
 
 proptest! {
