@@ -47,7 +47,16 @@ pub enum PhysicalError {
         /// Where in the backup (bytes of the response, archive, file).
         at: String,
         /// The connection error.
-        source: pg_conn::Error,
+        source: Box<pg_conn::Error>,
+    },
+    /// The WAL streaming connection of stream mode failed (to connect, to create its slot, or
+    /// in the middle of the stream).
+    #[error("WAL streaming connection, {at}: {source}")]
+    WalConnection {
+        /// What it was doing, or how far it had got (`at 0/3000000`).
+        at: String,
+        /// The connection error.
+        source: Box<pg_conn::Error>,
     },
     /// The stream is not a correct base backup.
     #[error("base backup: {0}")]
@@ -81,7 +90,8 @@ impl PhysicalError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Server { error, .. } => Some(error.code.as_str()),
-            Self::Interrupted { source, .. } | Self::Connection(source) => source.code(),
+            Self::Interrupted { source, .. } | Self::WalConnection { source, .. } => source.code(),
+            Self::Connection(source) => source.code(),
             Self::Decode(pg_basebackup::DecodeError::Server(e)) => Some(e.code.as_str()),
             _ => None,
         }

@@ -216,7 +216,8 @@ impl Running {
                 },
                 None => client.read_frame().await,
             };
-            let frame = frame.map_err(|source| PhysicalError::Interrupted { at: self.at(), source })?;
+            let frame = frame
+                .map_err(|source| PhysicalError::Interrupted { at: self.at(), source: Box::new(source) })?;
             self.decoder.feed_frame(frame);
             loop {
                 let event = match self.decoder.poll_event() {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::PhysicalError;
-use crate::source::{RunOptions, ServerFacts, conn_err, slot_name};
+use crate::source::{RunOptions, ServerFacts, slot_name};
 use crate::wal::WalSpool;
 
 /// How often a standby status update is sent when nothing asks for one.
@@ -58,13 +58,13 @@ impl Streamer {
     ) -> Result<Self, PhysicalError> {
         let mut config = config.clone();
         config.set_replication(Replication::Physical);
-        let mut client = Client::connect(&config).await.map_err(conn_err)?;
+        let mut client = Client::connect(&config).await.map_err(failed_to("connecting"))?;
         let slot = slot_name("wal");
         client
             .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} TEMPORARY PHYSICAL RESERVE_WAL"))
             .await
-            .map_err(conn_err)?;
-        let rows = client.simple_query("IDENTIFY_SYSTEM").await.map_err(conn_err)?;
+            .map_err(failed_to("creating its temporary slot"))?;
+        let rows = client.simple_query("IDENTIFY_SYSTEM").await.map_err(failed_to("IDENTIFY_SYSTEM"))?;
         let sysid = rows.first().and_then(|r| r.get(0)).unwrap_or_default();
         if sysid != server.system_identifier {
             return Err(PhysicalError::Stream(format!(
@@ -80,7 +80,7 @@ impl Streamer {
             from >> 32,
             from & 0xffff_ffff
         );
-        client.send_query(&command).await.map_err(conn_err)?;
+        client.send_query(&command).await.map_err(failed_to("sending START_REPLICATION"))?;
         let (end, end_rx) = watch::channel(None);
         let task = tokio::spawn(receive(client, spool, end_rx));
         Ok(Self { end, task: Some(task), done: None })
@@ -179,7 +179,7 @@ async fn send_status(client: &mut Client, position: u64) -> Result<(), PhysicalE
         client_time: PgTimestamp::from_system_time(SystemTime::now()),
         reply_requested: false,
     };
-    client.send_encoded(|out| update.encode(out)).await.map_err(|e| lost(&e, position))
+    client.send_encoded(|out| update.encode(out)).await.map_err(|e| lost(e, position))
 }
 
 fn lsn_text(v: u64) -> String {
@@ -187,8 +187,13 @@ fn lsn_text(v: u64) -> String {
 }
 
 /// The WAL connection failed: say which connection, and how far it had got.
-fn lost(e: &pg_conn::Error, position: u64) -> PhysicalError {
-    PhysicalError::Stream(format!("WAL streaming connection, at {}: {e}", lsn_text(position)))
+fn lost(e: pg_conn::Error, position: u64) -> PhysicalError {
+    PhysicalError::WalConnection { at: format!("at {}", lsn_text(position)), source: Box::new(e) }
+}
+
+/// The WAL connection failed while `doing` something before streaming.
+fn failed_to(doing: &'static str) -> impl FnOnce(pg_conn::Error) -> PhysicalError {
+    move |source| PhysicalError::WalConnection { at: doing.to_owned(), source: Box::new(source) }
 }
 
 async fn receive(
@@ -198,7 +203,7 @@ async fn receive(
 ) -> Result<WalSpool, PhysicalError> {
     // CopyBothResponse first (an error, e.g. a removed segment, may follow it).
     loop {
-        let frame = client.read_frame().await.map_err(|e| lost(&e, spool.position()))?;
+        let frame = client.read_frame().await.map_err(|e| lost(e, spool.position()))?;
         match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
             BackendMessage::CopyBothResponse(_) => break,
             BackendMessage::NoticeResponse(n) => tracing::warn!("WAL stream: {n}"),
@@ -218,7 +223,7 @@ async fn receive(
         let reached = end.borrow().is_some_and(|e| spool.position() >= e);
         if reached {
             send_status(&mut client, spool.position()).await?;
-            client.send_copy_done().await.map_err(|e| lost(&e, spool.position()))?;
+            client.send_copy_done().await.map_err(|e| lost(e, spool.position()))?;
             break;
         }
         if last_status.elapsed() >= STATUS_INTERVAL {
@@ -226,7 +231,7 @@ async fn receive(
             last_status = Instant::now();
         }
         let frame = tokio::select! {
-            frame = client.read_frame() => frame.map_err(|e| lost(&e, spool.position()))?,
+            frame = client.read_frame() => frame.map_err(|e| lost(e, spool.position()))?,
             changed = end.changed() => {
                 if changed.is_err() {
                     return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
@@ -268,7 +273,7 @@ async fn receive(
     // Drain to ReadyForQuery: the server may still send keepalives, its CopyDone and the
     // command completions. The temporary slot dies with the connection.
     loop {
-        let frame = client.read_frame().await.map_err(|e| lost(&e, spool.position()))?;
+        let frame = client.read_frame().await.map_err(|e| lost(e, spool.position()))?;
         match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
             BackendMessage::ReadyForQuery(_) => break,
             BackendMessage::ErrorResponse(e) => {

@@ -259,8 +259,27 @@ per_major!(async fn terminated_backup_walsender(major) {
 });
 
 per_major!(async fn terminated_wal_streaming_walsender(major) {
-    let text = killed_walsender(major, WalMethod::Stream, "state <> 'backup'").await;
+    let text = killed_walsender(major, WalMethod::Stream, "state in ('catchup', 'streaming')").await;
     assert!(text.contains("WAL streaming connection"), "which connection: {text}");
+});
+
+per_major!(async fn no_walsender_left_for_the_wal_connection(major) {
+    // Stream mode needs two walsenders: with one allowed, the WAL connection is refused.
+    let cluster = TestCluster::start_with(major, ClusterOptions::new().conf("max_wal_senders = 1")).unwrap();
+    let target = Target::new();
+    let options = BackupOptions { wal_method: WalMethod::Stream, ..BackupOptions::default() };
+    let err = backup(&config(&cluster), &options, &target).await.unwrap_err();
+    let text = err_text(&err);
+    assert!(matches!(err, PhysicalError::WalConnection { .. }), "{err:?}");
+    assert_eq!(err.code(), Some("53300"), "{text}");
+    assert!(text.starts_with("WAL streaming connection, connecting: "), "{text}");
+    assert!(text.contains("max_wal_senders"), "{text}");
+    target.assert_aborted("53300");
+    assert_server_clean(&cluster).await;
+    // Fetch mode needs one: it works.
+    let target = Target::new();
+    backup(&config(&cluster), &BackupOptions::default(), &target).await.unwrap();
+    assert!(target.data().join("PG_VERSION").is_file());
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -588,6 +607,23 @@ impl Captured {
     }
 }
 
+/// Everything every test of this binary logs, at every level. A global subscriber: a scoped
+/// one (`set_default`) misses events when parallel tests race on `tracing`'s callsite cache.
+fn captured_logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    })
+}
+
 per_major!(async fn no_password_in_errors_logs_or_recordings(major) {
     const PASSWORD: &str = "Pw-7f3e9c-corr3ct";
     const WRONG: &str = "Pw-1d2b8a-wr0ng";
@@ -596,14 +632,7 @@ per_major!(async fn no_password_in_errors_logs_or_recordings(major) {
         ClusterOptions::new().tcp_auth(Auth::ScramSha256).user(User::new("alice").password(PASSWORD).replication()),
     )
     .unwrap();
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = captured_logs();
     let clean = |what: &str, text: &str| {
         assert!(!text.contains(PASSWORD) && !text.contains(WRONG), "a password in {what}: {text}");
     };
@@ -638,7 +667,10 @@ per_major!(async fn no_password_in_errors_logs_or_recordings(major) {
         "the password is in the recording"
     );
     let logged = logs.text();
-    assert!(logged.contains("backup complete"), "logs were captured: {logged}");
+    // This test's own lines are there (the logs of the whole test binary are checked).
+    assert!(logged.contains("password authentication failed for user \"alice\""), "{logged}");
+    assert!(logged.contains(&format!("connected to host \"127.0.0.1\", port {}", cluster.port())), "{logged}");
+    assert!(logged.contains("backup complete"), "{logged}");
     clean("the logs", &logged);
     // And nowhere in the backup itself.
     for entry in ["postgresql.auto.conf", "backup_label", "backup_manifest"] {
