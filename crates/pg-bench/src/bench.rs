@@ -11,7 +11,7 @@ use pg_testkit::{ClusterOptions, TestCluster};
 use serde::Serialize;
 
 use crate::measure::{Measured, measured};
-use crate::ours::OursReport;
+use crate::ours::{OursReport, RuntimeKind};
 use crate::report::{Op, OpSummary, Sample, print_table, progress, render_table, summarize};
 
 /// Options of the benchmark (the default command).
@@ -36,6 +36,9 @@ pub(crate) struct BenchArgs {
     /// Initialise the cluster with data checksums (page verification costs the server time).
     #[arg(long)]
     checksums: bool,
+    /// The tokio runtime of our side (`multi` is what the `pgplakar` binary uses).
+    #[arg(long, value_enum, default_value = "multi")]
+    ours_runtime: RuntimeKind,
 }
 
 /// The JSON results.
@@ -48,6 +51,7 @@ struct Results {
     scale: u32,
     rounds: u32,
     data_checksums: bool,
+    ours_runtime: RuntimeKind,
     database_bytes: u64,
     pgbench_init_s: f64,
     backup_root: PathBuf,
@@ -117,6 +121,8 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
                         conninfo.clone().into(),
                         "--report".into(),
                         report_file.clone().into(),
+                        "--runtime".into(),
+                        format!("{:?}", args.ours_runtime).to_lowercase().into(),
                         "--sink".into(),
                     ];
                     if op == Op::OursNull {
@@ -167,11 +173,12 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let table = render_table(&summary);
     print_table(&format!(
         "PostgreSQL {server_version}, pgbench scale {} ({:.0} MB of databases), {} rounds, data checksums \
-         {}, backups in {}\n{table}",
+         {}, our runtime {:?}, backups in {}\n{table}",
         args.scale,
         database_bytes as f64 / 1e6,
         args.rounds,
         on_off(args.checksums),
+        args.ours_runtime,
         args.backup_root.display()
     ));
     if let Some(path) = &args.json {
@@ -183,6 +190,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
             scale: args.scale,
             rounds: args.rounds,
             data_checksums: args.checksums,
+            ours_runtime: args.ours_runtime,
             database_bytes,
             pgbench_init_s,
             backup_root: backup_root.clone(),
@@ -213,12 +221,13 @@ fn pg_basebackup_cmd(bin: &Path, conninfo: &str, extra: &[&str]) -> Vec<OsString
 }
 
 fn log_sample(s: &Sample, m: &Measured) {
+    // pg_basebackup's tar gets its size from the plain backup that follows it.
+    let rate = if s.bytes == 0 { "  (later)".to_owned() } else { format!("{:>7.0} MB/s", s.mb_per_s) };
     progress(&format!(
-        "round {} {:<36} {:>7.2} s {:>7.0} MB/s  peak RSS {:>7.1} MiB  CPU {:.2}+{:.2} s",
+        "round {} {:<36} {:>7.2} s {rate}  peak RSS {:>7.1} MiB  CPU {:.2}+{:.2} s",
         s.round,
         s.op.label(),
         s.wall_s,
-        s.mb_per_s,
         m.max_rss_kib as f64 / 1024.0,
         s.user_s,
         s.sys_s

@@ -19,6 +19,17 @@ pub(crate) enum SinkKind {
     Dir,
 }
 
+/// Which tokio runtime runs our backup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RuntimeKind {
+    /// `new_multi_thread` with `block_on`, as the `pgplakar` binary does.
+    #[default]
+    Multi,
+    /// `new_current_thread`: socket reads and decoding on one thread.
+    Current,
+}
+
 /// Arguments of `run-ours`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunOursArgs {
@@ -34,6 +45,9 @@ pub(crate) struct RunOursArgs {
     /// Where to write the outcome (JSON).
     #[arg(long)]
     report: PathBuf,
+    /// The tokio runtime.
+    #[arg(long, value_enum, default_value = "multi")]
+    runtime: RuntimeKind,
 }
 
 /// What one of our backups did, as the child reports it.
@@ -57,7 +71,10 @@ pub(crate) fn run(args: &RunOursArgs) -> Result<()> {
     // pg_basebackup's defaults: -c fast, -X fetch, CRC32C manifest, page checksums verified.
     let options = BackupOptions { label: "pgplakar-bench".into(), ..BackupOptions::default() };
     let run = RunOptions::default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = match args.runtime {
+        RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+        RuntimeKind::Current => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+    };
     let report: BackupReport = match args.sink {
         SinkKind::Null => {
             let mut sink = NullSink::new();
