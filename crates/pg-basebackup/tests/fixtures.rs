@@ -330,7 +330,7 @@ fn snapshot_pg16_summary() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fuzz seeds cut out of the recordings (run by hand: `-- --ignored regenerate_fuzz_seeds`).
+// Fuzz seeds cut out of the recordings (rewritten with PGPLAKAR_REGENERATE_SEEDS=1).
 
 /// Largest seed written.
 const MAX_SEED: usize = 64 * 1024;
@@ -476,8 +476,8 @@ fn seeds() -> Vec<(String, Vec<u8>, &'static str)> {
     out
 }
 
-/// The seeds are what `regenerate_fuzz_seeds` would write, decode as their names say, and
-/// stay small.
+/// The committed seeds are what the fixtures give, decode as their names say, and stay small.
+/// `PGPLAKAR_REGENERATE_SEEDS=1` rewrites them (after re-recording the fixtures).
 #[test]
 fn fuzz_seeds_from_fixtures_are_valid() {
     for (name, data, target) in seeds() {
@@ -506,17 +506,12 @@ fn fuzz_seeds_from_fixtures_are_valid() {
             }
         }
         let committed = repo_root().join("fuzz/regressions").join(target).join(&name);
-        if let Ok(c) = std::fs::read(&committed) {
-            assert_eq!(c, data, "{} differs from what the fixtures give", committed.display());
+        if std::env::var_os("PGPLAKAR_REGENERATE_SEEDS").is_some() {
+            std::fs::write(&committed, &data).unwrap();
         }
-    }
-}
-
-#[test]
-#[ignore = "writes fuzz/regressions/{basebackup,tar}/seed-real-*; run by hand after re-recording"]
-fn regenerate_fuzz_seeds() {
-    for (name, data, target) in seeds() {
-        let path = repo_root().join("fuzz/regressions").join(target).join(name);
-        std::fs::write(&path, data).unwrap();
+        let c = std::fs::read(&committed).unwrap_or_else(|e| {
+            panic!("{}: {e} (after re-recording, run with PGPLAKAR_REGENERATE_SEEDS=1)", committed.display())
+        });
+        assert_eq!(c, data, "{} differs from what the fixtures give", committed.display());
     }
 }
