@@ -37,7 +37,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     checksums: bool,
     /// The tokio runtime of our side (`multi` is what the `pgplakar` binary uses).
-    #[arg(long, value_enum, default_value = "multi")]
+    #[arg(long, value_enum, default_value = "current")]
     ours_runtime: RuntimeKind,
 }
 

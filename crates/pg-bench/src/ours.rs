@@ -46,7 +46,7 @@ pub(crate) struct RunOursArgs {
     #[arg(long)]
     report: PathBuf,
     /// The tokio runtime.
-    #[arg(long, value_enum, default_value = "multi")]
+    #[arg(long, value_enum, default_value = "current")]
     runtime: RuntimeKind,
 }
 

@@ -387,6 +387,14 @@ fn tls_plan(config: &ResolvedConfig, address: &Address) -> Result<TlsPlan, Error
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         _ => None,
     };
+    if let Some(crl) = &settings.crl {
+        // Ignoring it would accept a revoked certificate.
+        return Err(Error::new(ErrorKind::Unsupported(format!(
+            "certificate revocation lists (sslcrl {}) are not supported",
+            crl.display()
+        )))
+        .at(Step::Tls));
+    }
     if settings.key_password.is_some() {
         return Err(Error::new(ErrorKind::Unsupported(
             "encrypted client keys (sslpassword) are not supported: decrypt the key".into(),

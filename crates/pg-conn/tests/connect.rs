@@ -277,3 +277,13 @@ per_major!(async fn cancel_a_running_query(major) {
     canceller.await.unwrap().unwrap();
     assert_eq!(one(&mut client, "select 42").await, "42");
 });
+
+/// A revocation list cannot be honoured yet, so it must not be silently ignored.
+#[tokio::test]
+async fn a_crl_is_refused_not_ignored() {
+    let err = connect("host=127.0.0.1 port=1 user=x sslmode=require sslcrl=/nonexistent/root.crl")
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("sslcrl /nonexistent/root.crl"), "{err}");
+}

@@ -258,7 +258,9 @@ impl TestCluster {
         let ids = server_user_ids()?;
 
         let n = CLUSTER_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = clusters.join(format!("c{}-{n}", std::process::id()));
+        // PID *and* start time: a new process that reuses the PID of a killed run must not
+        // collide with that run's stale directory while another thread reaps it.
+        let dir = clusters.join(format!("c{}-{n}", procs_tag()));
         let _ = fs::remove_dir_all(&dir);
         make_public_dir(&dir)?;
         // The owner file comes first: a directory with it can always be reaped.
