@@ -190,11 +190,15 @@ impl fmt::Debug for Checksum {
 
 /// Keeps error messages short when the input is long.
 fn truncate(text: &str) -> String {
-    const MAX: usize = 140;
-    if text.len() <= MAX {
+    truncate_to(text, 140)
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with `…` when cut.
+pub(crate) fn truncate_to(text: &str, max: usize) -> String {
+    if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = MAX;
+    let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }

@@ -497,15 +497,7 @@ fn strip_position(message: &str) -> String {
 }
 
 fn short(text: &str) -> String {
-    const MAX: usize = 100;
-    if text.len() <= MAX {
-        return text.to_owned();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    crate::checksum::truncate_to(text, 100)
 }
 
 // ===== serde plumbing =====
