@@ -6,6 +6,8 @@
 //! server and no WAL spool left on disk. A cut TCP connection, which a real server does not
 //! produce on demand, comes from a small proxy in front of a real server.
 
+mod common;
+use common::run;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -111,26 +113,6 @@ async fn assert_server_clean(cluster: &TestCluster) {
 
 fn err_text(e: &PhysicalError) -> String {
     e.to_string()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() && !path.is_symlink() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), uid, gid);
-        }
-    }
 }
 
 /// A file in the data directory owned by the server user.
@@ -538,8 +520,7 @@ async fn compressed_round_trip(cluster: &TestCluster, compression: Compression, 
     assert!(report.summary.verified_files > 500, "{compression:?}: {:?}", report.summary);
     assert_eq!(std::fs::read_to_string(target.data().join("PG_VERSION")).unwrap().trim(), major.to_string());
     target.assert_no_spool();
-    let (uid, gid) = cluster.server_user_ids();
-    chown_tree(target.scratch.path(), uid, gid);
+    pg_testkit::give_to_server_user(target.scratch.path()).unwrap();
     let verify = pg_testkit::client_bin_for_major("pg_verifybackup", major).unwrap();
     run(Command::new(verify).arg(target.data()));
     let copy = TestCluster::start_existing(major, target.data(), ClusterOptions::new()).unwrap();

@@ -1,6 +1,8 @@
 //! Physical backups of real clusters 12–18 into the directory sink, verified by
 //! `pg_verifybackup`, started by that major's `postgres`, and compared with the source.
 
+mod common;
+use common::run;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -22,30 +24,11 @@ fn config(cluster: &TestCluster) -> Config {
     .unwrap()
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn client(name: &str) -> Command {
     Command::new(pg_testkit::client_bin(name).unwrap())
 }
 
 /// Gives a restored tree to the server user (the data directory itself is handled by the harness).
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
-    if path.is_dir() && !path.is_symlink() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            chown_tree(&entry.unwrap().path(), uid, gid);
-        }
-    }
-}
 
 /// A source cluster with pgbench data, a second tablespace, an unlogged table, a large object
 /// and oddly named files.
@@ -103,8 +86,7 @@ async fn backup_into_dir(cluster: &TestCluster, options: &BackupOptions) -> Rest
         let fetched_wal = count_wal_segments(&data) - report.streamed_wal_segments as u64;
         assert_eq!(report.summary.verified_files + fetched_wal, report.summary.files, "{:?}", report.summary);
     }
-    let (uid, gid) = cluster.server_user_ids();
-    chown_tree(scratch.path(), uid, gid);
+    pg_testkit::give_to_server_user(scratch.path()).unwrap();
     Restored { _scratch: scratch, data }
 }
 

@@ -30,7 +30,7 @@ pub use cluster::{ScratchDir, TestCluster, harness_root};
 pub use error::{Error, Result};
 pub use options::{Auth, ClusterOptions, Tls, User};
 pub use paths::{ALL_MAJORS, ServerSource, cache_dir, client_bin, client_bin_for_major, server_bin_dir};
-pub use procs::{process_alive, processes_using, server_user_ids};
+pub use procs::{give_to_server_user, process_alive, processes_using, server_user_ids};
 
 /// Which implementation provides clusters: env `PG_TEST_BACKEND` = `local` (default) or `docker`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,24 @@ use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
 
+/// Gives `path` and everything under it (without following links) to the user servers run
+/// as: a restored backup written by the test must belong to the server before it can start.
+pub fn give_to_server_user(path: &Path) -> Result<()> {
+    let (uid, gid) = server_user_ids()?;
+    chown_tree(path, uid, gid)
+        .map_err(|e| crate::Error::Io { what: format!("chown -R {}", path.display()), source: e })
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    if path.is_dir() && !path.is_symlink() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// The (uid, gid) servers run as: the `postgres` OS user when the test runs as root (servers
 /// refuse to run as root), else the test process's own.
 pub fn server_user_ids() -> Result<(u32, u32)> {

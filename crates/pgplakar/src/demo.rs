@@ -2,7 +2,6 @@
 //! with the project's own client, verification against backup_manifest, the restored copy
 //! started by a stock `postgres`, and the data compared.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -37,16 +36,6 @@ const FINGERPRINT: &str = "
            (select count(*) from archived) || ' ' ||
            (select md5(string_agg(b::text, ',' order by id)) from archived b) || ' ' ||
            encode(lo_get(4242), 'escape')";
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-    if path.is_dir() && !path.is_symlink() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
-        }
-    }
-    Ok(())
-}
 
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
     let major = args.major;
@@ -94,8 +83,7 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     }
 
     println!("4. starting a stock PostgreSQL {major} on the restored copy");
-    let (uid, gid) = source.server_user_ids();
-    chown_tree(scratch.path(), uid, gid)?;
+    pg_testkit::give_to_server_user(scratch.path())?;
     let restored = TestCluster::start_existing(major, &pgdata, ClusterOptions::new())?;
     ensure!(restored.sql("select pg_is_in_recovery()")? == "f", "the restored cluster is still in recovery");
 
