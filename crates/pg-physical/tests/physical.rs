@@ -28,8 +28,6 @@ fn client(name: &str) -> Command {
     Command::new(pg_testkit::client_bin(name).unwrap())
 }
 
-/// Gives a restored tree to the server user (the data directory itself is handled by the harness).
-
 /// A source cluster with pgbench data, a second tablespace, an unlogged table, a large object
 /// and oddly named files.
 fn source(major: u32, options: ClusterOptions) -> TestCluster {

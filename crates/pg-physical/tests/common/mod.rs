@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 
 /// Runs `cmd` to completion; fails the test with its output unless it succeeded. Returns stdout.
-pub fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     assert!(
         out.status.success(),
