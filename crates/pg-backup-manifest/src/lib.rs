@@ -20,19 +20,19 @@
 
 mod checksum;
 pub mod dir;
-mod lsn;
 mod manifest;
 mod path;
 mod verify;
 
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumHexError, FileDigest, FileHasher};
 pub use dir::{DirOptions, verify_directory, verify_directory_with};
-pub use lsn::Lsn;
 pub use manifest::{
     FileProblem, Limits, Manifest, ManifestBuffer, ManifestError, ManifestFile, Problem, WalRange,
     WalRangeProblem,
 };
 pub use path::{PathProblem, check_relative_path, display_path, is_wal_segment_path};
+/// WAL positions: the protocol core's type (`X/X`, padded or not).
+pub use pg_wire::replication::Lsn;
 pub use verify::{IgnoreList, Mismatch, Report, Verifier, VerifyError, check_wal_ranges};
 
 #[doc(hidden)]

@@ -25,8 +25,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumHexError, sha256};
-use crate::lsn::Lsn;
 use crate::path::{PathProblem, check_relative_path, display_path};
+use pg_wire::replication::Lsn;
 
 /// The first key of every manifest.
 const VERSION_KEY: &str = "PostgreSQL-Backup-Manifest-Version";
@@ -885,7 +885,7 @@ impl<'de> Visitor<'de> for RangeSeed<'_, '_> {
                 return Err(fail(ctx, WalRangeProblem::DuplicateField(name)));
             }
             let text = map.next_value_seed(StrSeed)?;
-            match Lsn::parse(&text) {
+            match text.parse::<Lsn>().ok() {
                 Some(lsn) => *slot = Some(lsn),
                 None => return Err(fail(ctx, WalRangeProblem::BadLsn { field: name, value: short(&text) })),
             }

@@ -180,12 +180,12 @@ proptest! {
 
 #[test]
 fn lsn_formats() {
-    assert_eq!(Lsn::parse("0/3000028"), Some(Lsn(0x300_0028)));
-    assert_eq!(Lsn::parse("0/03000028"), Some(Lsn(0x300_0028)), "PostgreSQL 18 pads the low half");
-    assert_eq!(Lsn::parse("1A/ff"), Some(Lsn((0x1a << 32) | 0xff)));
+    assert_eq!("0/3000028".parse::<Lsn>().ok(), Some(Lsn(0x300_0028)));
+    assert_eq!("0/03000028".parse::<Lsn>().ok(), Some(Lsn(0x300_0028)), "PostgreSQL 18 pads the low half");
+    assert_eq!("1A/ff".parse::<Lsn>().ok(), Some(Lsn((0x1a << 32) | 0xff)));
     assert_eq!(Lsn(0x1_0000_00ff).to_string(), "1/FF");
     for bad in ["", "0", "0/", "/0", "123456789/0", "0/123456789", "g/0", "0/1/2", " 0/1", "-1/0"] {
-        assert_eq!(Lsn::parse(bad), None, "{bad:?}");
+        assert_eq!(bad.parse::<Lsn>().ok(), None, "{bad:?}");
     }
 }
 

@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumHexError, FileDigest};
-use crate::lsn::Lsn;
 use crate::manifest::{Limits, Manifest, ManifestError, WalRange};
 use crate::path::{PathProblem, check_relative_path, display_path, is_under, is_wal_segment_path};
+use pg_wire::replication::Lsn;
 
 /// Paths that may legitimately differ between the backup and its manifest (prefix match: an
 /// entry also covers everything under it, like pg_verifybackup's `-i`).
