@@ -63,3 +63,29 @@ fn refuses_a_database_in_a_physical_uri() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a physical backup is the whole cluster"), "{err}");
 }
+
+/// `replay` checks file contents against the manifest the stream carries: a recording with one
+/// changed byte in a file decodes, but is not `complete`.
+#[test]
+fn replay_refuses_a_recording_with_a_flipped_content_byte() {
+    use std::io::Read;
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/pg17.pgrec.gz");
+    let mut bytes = Vec::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(fixture).unwrap()).read_to_end(&mut bytes).unwrap();
+    let scratch = ScratchDir::new().unwrap();
+    let intact = scratch.path().join("intact.pgrec");
+    std::fs::write(&intact, &bytes).unwrap();
+    assert!(ok(pgplakar(&["replay", intact.to_str().unwrap()])).contains("complete"));
+
+    let name = b"global/1262\0";
+    let at = bytes.windows(name.len()).position(|w| w == name).expect("a tar header for global/1262");
+    bytes[at + 512 + 100] ^= 0x01;
+    let damaged = scratch.path().join("damaged.pgrec");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = pgplakar(&["replay", damaged.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a damaged recording replayed: {stdout}");
+    assert!(!stdout.contains("complete"), "{stdout}");
+    assert!(stderr.contains("global/1262"), "{stderr}");
+}
