@@ -59,10 +59,22 @@ pub enum PlanError {
 pub enum StepError {
     /// Collecting or writing `/manifest.json`.
     #[error(transparent)]
-    Metadata(#[from] CollectError),
-    /// The physical base backup.
+    Metadata(Box<CollectError>),
+    /// The physical base backup (or its offline replay).
     #[error(transparent)]
-    Physical(#[from] PhysicalError),
+    Physical(Box<PhysicalError>),
+}
+
+impl From<CollectError> for StepError {
+    fn from(e: CollectError) -> Self {
+        StepError::Metadata(Box::new(e))
+    }
+}
+
+impl From<PhysicalError> for StepError {
+    fn from(e: PhysicalError) -> Self {
+        StepError::Physical(Box::new(e))
+    }
 }
 
 /// Why a backup failed. The sink was aborted with this error's text as the reason.

@@ -129,7 +129,7 @@ fn a_flipped_content_byte_is_caught_by_the_manifest() {
         let BackupError::Step { error: StepError::Physical(e), .. } = &err else {
             panic!("pg{major}: {err:?}")
         };
-        assert!(matches!(e, PhysicalError::Manifest(_)), "pg{major}: {e:?}");
+        assert!(matches!(**e, PhysicalError::Manifest(_)), "pg{major}: {e:?}");
         assert!(backup_plan::chain(&err).contains("global/1262"), "pg{major}: {}", backup_plan::chain(&err));
         assert!(sink.stats().aborted.is_some());
     }
