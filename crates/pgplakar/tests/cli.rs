@@ -89,3 +89,37 @@ fn replay_refuses_a_recording_with_a_flipped_content_byte() {
     assert!(!stdout.contains("complete"), "{stdout}");
     assert!(stderr.contains("global/1262"), "{stderr}");
 }
+
+/// `backup --metadata-dir` runs the metadata and the base backup as one plan: when the metadata
+/// cannot be collected (here the role may replicate but not connect to any database), the base
+/// backup never starts and nothing that looks like a data directory is left.
+#[test]
+fn a_metadata_failure_fails_the_backup() {
+    let cluster = TestCluster::start(17).unwrap();
+    cluster
+        .sql("CREATE ROLE rep LOGIN REPLICATION; REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        .unwrap();
+    let scratch = ScratchDir::new().unwrap();
+    let data = scratch.path().join("pgdata");
+    let meta = scratch.path().join("meta");
+    let conn = format!("postgres+bin://rep@127.0.0.1:{}?sslmode=disable", cluster.port());
+    let out = pgplakar(&[
+        "backup",
+        "-d",
+        &conn,
+        "-D",
+        data.to_str().unwrap(),
+        "--metadata-dir",
+        meta.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cluster metadata (/manifest.json) failed"), "{err}");
+    assert!(err.contains("42501") || err.contains("permission denied"), "{err}");
+    assert!(!data.join("PG_VERSION").exists(), "a data directory was left");
+    assert!(!data.join("base").exists(), "the base backup ran");
+    // Without the metadata the same role backs up fine.
+    let data2 = scratch.path().join("pgdata2");
+    ok(pgplakar(&["backup", "-d", &conn, "-D", data2.to_str().unwrap()]));
+    assert!(data2.join("PG_VERSION").exists());
+}
