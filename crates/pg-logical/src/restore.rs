@@ -144,9 +144,11 @@ impl std::fmt::Debug for Restorer {
 }
 
 impl Restorer {
-    /// Connects to the target once (its version), and chooses `pg_restore` and `psql` at
-    /// least as new as the target (the newest installed, which reads every older archive,
-    /// unless `pg_bin_dir` is set).
+    /// Connects to the target once (its version), and chooses `pg_restore` and `psql` of the
+    /// oldest installed major at least as new as the target (unless `pg_bin_dir` is set): a
+    /// newer `pg_restore` sends settings an older server does not know (`SET
+    /// transaction_timeout` from 17 on), and an archive made for this target's major or an
+    /// older one is readable by it.
     pub async fn new(opts: RestoreOptions) -> Result<Self, LogicalError> {
         let prepared = Prepared::new(&opts.connection)?;
         let cfg = prepared.config_for(opts.connection.database.as_deref().unwrap_or("postgres"))?;
@@ -170,7 +172,7 @@ impl Restorer {
             &opts.connection.tool_search,
             &["pg_restore", "psql"],
             target_major,
-            Prefer::Newest,
+            Prefer::Closest,
         )
         .await?;
         Ok(Self {
