@@ -69,6 +69,12 @@ impl BackupPlan {
     pub fn private_dir(&self) -> &std::path::Path {
         self.prepared.private_dir()
     }
+
+    /// The sources, in order; the plan's own hold on the private directory goes with it (the
+    /// directory lives as long as any source).
+    pub fn into_sources(self) -> Vec<DumpSource> {
+        self.sources
+    }
 }
 
 /// Checks everything a logical backup needs before any record is emitted: the server answers,

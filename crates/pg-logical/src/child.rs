@@ -48,9 +48,19 @@ pub(crate) struct Prepared {
 impl Prepared {
     /// Writes the private files and computes the child environment.
     pub(crate) fn new(opts: &ConnectionOptions) -> Result<Arc<Self>, LogicalError> {
-        let dir = tempfile::Builder::new().prefix("pg-logical-").tempdir().map_err(|source| {
-            LogicalError::TempFile { what: "private temporary directory".into(), source }
-        })?;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("pg-logical-")
+            .tempdir()
+            .and_then(|dir| {
+                // Nothing is in it yet: make it private before the first secret lands.
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+                Ok(dir)
+            })
+            .map_err(|source| LogicalError::TempFile {
+                what: "private temporary directory".into(),
+                source,
+            })?;
         let mut config = opts.config.clone();
         for (param, pem) in &opts.inline_pem {
             let path = dir.path().join(param.keyword());

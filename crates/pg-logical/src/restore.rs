@@ -108,7 +108,7 @@ pub fn restore_order<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<&'a st
 enum Current {
     /// A child consuming the body.
     Child {
-        child: Child,
+        child: Box<Child>,
         stdin: Option<ChildStdin>,
         kind: FileKind,
         /// The child stopped reading (it exited early): the rest is drained.
@@ -285,7 +285,7 @@ impl Restorer {
             what: what.to_owned(),
         })?;
         let stdin = child.take_stdin();
-        Ok(Current::Child { child, stdin, kind, closed: false })
+        Ok(Current::Child { child: Box::new(child), stdin, kind, closed: false })
     }
 
     async fn spawn_restore(
@@ -354,7 +354,7 @@ impl Restorer {
             what: format!("pg_restore into database {target:?}"),
         })?;
         let stdin = child.take_stdin();
-        Ok(Current::Child { child, stdin, kind, closed: false })
+        Ok(Current::Child { child: Box::new(child), stdin, kind, closed: false })
     }
 
     /// Hands over the next chunk of the current file's body (backpressure: resolves when the

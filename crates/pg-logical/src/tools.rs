@@ -120,7 +120,7 @@ pub async fn discover(search: &ToolSearch, tools: &[&str]) -> Vec<ToolSet> {
             sets.push(set);
         }
     }
-    sets.sort_by(|a, b| b.major.cmp(&a.major));
+    sets.sort_by_key(|s| std::cmp::Reverse(s.major));
     sets
 }
 

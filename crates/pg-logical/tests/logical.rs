@@ -238,7 +238,7 @@ fn failing_dump_fails_with_the_servers_message_and_no_role_passwords() {
     assert!(plan.warnings[0].contains("--no-role-passwords"));
     let mut sink = MemSink::default();
     let mut result = Ok(());
-    for mut s in plan.sources {
+    for mut s in plan.into_sources() {
         if let Err(e) = rt.block_on(s.run(&mut sink)) {
             result = Err(e);
             break;
@@ -280,7 +280,12 @@ fn cancelled_backup_leaves_no_process_no_session_no_private_file() {
                     _ = &mut run => panic!("the hanging sink blocks the dump"),
                     _ = &mut deadline => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
-                        if group.is_none() { group = children_named("pg_dumpall").first().copied(); }
+                        if group.is_none() {
+                            group = processes_of(&private).into_iter().find(|&p| comm(p) == "pg_dumpall");
+                            if let Some(pid) = group {
+                                assert_no_secret_in_proc(pid);
+                            }
+                        }
                     }
                 }
             }
@@ -296,10 +301,31 @@ fn cancelled_backup_leaves_no_process_no_session_no_private_file() {
         group
     });
     assert!(live_in_group(group).is_empty(), "processes of group {group} alive: {:?}", live_in_group(group));
-    assert!(children_named("pg_dumpall").is_empty());
+    assert!(processes_of(&private).is_empty());
     assert!(no_dump_session(&src), "a dump session survived");
     drop(source);
     assert!(!private.exists(), "the private directory is removed with the last source");
+}
+
+/// The password is neither on the command line nor in the environment of a child: it is in a
+/// private 0600 passfile.
+fn assert_no_secret_in_proc(pid: i32) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let needle = ADMIN_PW.as_bytes();
+    for (what, bytes) in [("cmdline", &cmdline), ("environ", &environ)] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "password in /proc/{pid}/{what}");
+    }
+    let vars: Vec<String> =
+        environ.split(|&b| b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+    assert!(!vars.iter().any(|v| v.starts_with("PGPASSWORD=")), "{vars:?}");
+    let passfile = vars.iter().find_map(|v| v.strip_prefix("PGPASSFILE=")).expect("PGPASSFILE is set");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(passfile).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned()
 }
 
 fn no_dump_session(cluster: &TestCluster) -> bool {
@@ -317,10 +343,11 @@ fn skip_and_stop_are_the_consumers_choice() {
     let rt = rt();
     let opts = backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("big")))]);
     let plan = rt.block_on(pg_logical::plan_backup(&opts)).unwrap();
+    let private = plan.private_dir().to_owned();
     let mut sink =
         MemSink { skip: vec!["/globals.sql".into()], stop: vec!["/big.dump".into()], ..Default::default() };
     let mut reports = Vec::new();
-    for mut s in plan.sources {
+    for mut s in plan.into_sources() {
         reports.push(rt.block_on(s.run(&mut sink)).unwrap());
     }
     assert_eq!(reports[0].outcome, DumpOutcome::Skipped);
@@ -328,7 +355,7 @@ fn skip_and_stop_are_the_consumers_choice() {
     assert_eq!(reports[1].outcome, DumpOutcome::Stopped);
     assert!(sink.files.iter().all(|f| f.ended));
     assert!(sink.file("/globals.sql").body.is_empty());
-    assert!(children_named("pg_dump").is_empty());
+    assert!(processes_of(&private).is_empty());
 }
 
 #[test]
@@ -518,3 +545,127 @@ fn older_client_than_server_is_refused_before_anything() {
     assert!(e.contains("28P01") || e.contains("password"), "{e}");
     assert!(!e.contains("wrong-secret"), "{e}");
 }
+
+#[test]
+fn a_panicking_consumer_leaves_no_process_and_no_private_file() {
+    let src = cluster(15, &[]);
+    src.sql("CREATE DATABASE big").unwrap();
+    src.sql_db("big", "CREATE TABLE t AS SELECT g FROM generate_series(1, 100000) g").unwrap();
+    let rt = rt();
+    let opts = backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("big")))]);
+    let plan = rt.block_on(pg_logical::plan_backup(&opts)).unwrap();
+    let private = plan.private_dir().to_owned();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async move {
+            let mut sink = PanickingSink;
+            let plan = plan;
+            for mut s in plan.into_sources() {
+                let _ = s.run(&mut sink).await;
+            }
+        })
+    }));
+    assert!(result.is_err(), "the consumer panicked");
+    assert!(!private.exists(), "private directory left behind after a panic");
+    rt.block_on(async {
+        for _ in 0..50 {
+            if processes_of(&private).is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    assert!(processes_of(&private).is_empty());
+}
+
+struct PanickingSink;
+
+impl record_sink::RecordSink for PanickingSink {
+    async fn record(
+        &mut self,
+        _: &record_sink::Record,
+    ) -> Result<record_sink::Wants, record_sink::SinkError> {
+        Ok(record_sink::Wants::Body)
+    }
+    async fn data(&mut self, _: bytes::Bytes) -> Result<record_sink::Flow, record_sink::SinkError> {
+        panic!("the consumer panics on the first chunk")
+    }
+    async fn end_file(&mut self) -> Result<(), record_sink::SinkError> {
+        Ok(())
+    }
+    async fn finish(&mut self) -> Result<(), record_sink::SinkError> {
+        Ok(())
+    }
+    async fn abort(&mut self, _: &str) -> Result<(), record_sink::SinkError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn inline_pem_over_verify_full_tls_with_a_client_certificate() {
+    use pg_testkit::{Auth, ClusterOptions, Tls};
+    let src = TestCluster::start_with(
+        15,
+        ClusterOptions::new().tls(Tls::Only).auth(Auth::Cert).user(User::new(ADMIN).superuser()),
+    )
+    .unwrap();
+    src.sql("CREATE DATABASE app").unwrap();
+    src.sql_db("app", "CREATE TABLE t AS SELECT 'tls ✓' AS x").unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let (cert, key) = src.client_cert_paths(ADMIN).unwrap();
+    let opts = backup_options(&[
+        ("location", &format!("postgres://{ADMIN}@localhost:{}/app", src.port())),
+        ("ssl_mode", "verify-full"),
+        ("ssl_root_cert_data", &read(src.ca_cert_path().unwrap())),
+        ("ssl_cert_data", &read(&cert)),
+        ("ssl_key_data", &read(&key)),
+    ]);
+    let rt = rt();
+    let plan = rt.block_on(pg_logical::plan_backup(&opts)).unwrap();
+    let private = plan.private_dir().to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o777, 0o700);
+    for f in ["sslcert", "sslkey", "sslrootcert"] {
+        assert_eq!(std::fs::metadata(private.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
+    }
+    let mut sink = MemSink::default();
+    for mut s in plan.into_sources() {
+        rt.block_on(s.run(&mut sink)).unwrap();
+    }
+    assert!(!private.exists());
+    assert!(sink.file("/app.dump").body.starts_with(b"PGDMP"));
+    // Without the CA, verify-full fails before anything is emitted.
+    let bad = backup_options(&[
+        ("location", &format!("postgres://{ADMIN}@localhost:{}/app", src.port())),
+        ("ssl_mode", "verify-full"),
+        ("ssl_cert_data", &read(&cert)),
+        ("ssl_key_data", &read(&key)),
+    ]);
+    assert!(rt.block_on(pg_logical::plan_backup(&bad)).is_err());
+}
+
+// The oldest installed tools are 14, and a pg_dump writes SQL for servers of its own major
+// (`CREATE DATABASE … LOCALE` does not exist in 12): a dump of 12 is restored into 14.
+pg_testkit::per_major!(fn round_trip(major) {
+    let src = cluster(major, &[]);
+    make_shop(&src, "shop");
+    let rt = rt();
+    let sink = rt
+        .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("shop")))])))
+        .unwrap();
+    let dst = cluster(major.max(14), &[]);
+    let mut r = rt
+        .block_on(Restorer::new(restore_options(&[
+            ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
+            ("create_db", "true"),
+            ("restore_globals", "true"),
+        ])))
+        .unwrap();
+    assert_eq!(r.tools().major, major.max(14));
+    let out = rt.block_on(restore_walk(&mut r, &files_of(&sink)));
+    for (path, o) in &out {
+        assert!(matches!(o, Ok(FileOutcome::Restored { warnings }) if warnings.is_empty()), "{path}: {o:?}");
+    }
+    assert_eq!(schema_of(&dst, "shop"), schema_of(&src, "shop"));
+    assert_eq!(rows(&dst, "shop"), rows(&src, "shop"));
+    assert_eq!(password_hashes(&dst), password_hashes(&src));
+});

@@ -150,7 +150,7 @@ pub async fn backup(opts: &BackupOptions) -> Result<MemSink, pg_logical::Logical
 pub async fn backup_into(opts: &BackupOptions, sink: &mut MemSink) -> Result<(), pg_logical::LogicalError> {
     use record_sink::Source;
     let plan = pg_logical::plan_backup(opts).await?;
-    for mut source in plan.sources {
+    for mut source in plan.into_sources() {
         source.run(sink).await?;
     }
     Ok(())
@@ -243,6 +243,24 @@ pub fn children_named(name: &str) -> Vec<i32> {
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         let live = fields.first().is_some_and(|st| *st != "Z");
         if live && comm == name && fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Live processes (any parent) started for the plan whose private directory is `private`:
+/// their environment points `PGPASSFILE` into it. Tests share one process, so this tells one
+/// test's children from another's.
+pub fn processes_of(private: &std::path::Path) -> Vec<i32> {
+    let needle = format!("PGPASSFILE={}", private.join("pgpass").display());
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let zombie = stat.rfind(')').is_some_and(|i| stat[i + 2..].starts_with('Z'));
+        if !zombie && environ.split(|&b| b == 0).any(|v| v == needle.as_bytes()) {
             out.push(pid);
         }
     }
