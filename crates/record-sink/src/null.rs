@@ -111,7 +111,7 @@ mod tests {
             sink.record(&rec("/data/PG_VERSION", EntryKind::File { size: Some(3) })).await.unwrap(),
             Wants::Body
         );
-        sink.data(Bytes::from_static(b"18\n")).await.unwrap();
+        assert_eq!(sink.data(Bytes::from_static(b"18\n")).await.unwrap(), Flow::Continue);
         sink.end_file().await.unwrap();
         sink.record(&rec("/data/pg_tblspc/16384", EntryKind::Symlink { target: "/ts".into() }))
             .await
