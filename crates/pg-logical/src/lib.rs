@@ -61,3 +61,31 @@ pub use error::LogicalError;
 pub use options::{BackupOptions, ConnectionOptions, RestoreOptions};
 pub use restore::{FileOutcome, FileResult, RestoreReport, Restorer, restore_order};
 pub use tools::{ToolSearch, ToolSet};
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry point of the `logical_names` fuzz target, also replayed by the crate's tests.
+
+    use crate::names::{FileKind, classify, decode_db_name, dump_file_name, encode_db_name};
+
+    /// Record names (untrusted: they come from a snapshot) and database names (bytes): the
+    /// encoding always gives one clean component that decodes back; classifying any name
+    /// never panics, and a name it reads as this layout's dump re-encodes to a name that
+    /// classifies to the same database. Also feeds the stderr and `--version` line parsers.
+    pub fn names(data: &[u8]) {
+        let encoded = encode_db_name(data);
+        let file = format!("{encoded}.dump");
+        assert!(record_sink::RecordPath::new(format!("/{file}")).is_ok(), "{file:?}");
+        assert!(!encoded.starts_with('.') && !encoded.contains('/'));
+        assert_eq!(decode_db_name(&encoded).ok().as_deref(), (!data.is_empty()).then_some(data));
+        let text = String::from_utf8_lossy(data);
+        if let Ok(Some(FileKind::Dump { db, go_layout: false })) = classify(&text) {
+            assert_eq!(
+                classify(&dump_file_name(&db)).ok().flatten(),
+                Some(FileKind::Dump { db: db.clone(), go_layout: false })
+            );
+        }
+        let _ = crate::child::script_error_sqlstate(&text);
+        let _ = crate::tools::parse_major(&text);
+    }
+}

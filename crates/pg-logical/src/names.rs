@@ -239,3 +239,19 @@ mod tests {
         assert!(classify(".dump").is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz_replay {
+    #[test]
+    fn fuzz_regressions_replay() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/logical_names");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("fuzz/regressions/logical_names") {
+            let path = entry.unwrap().path();
+            crate::fuzzing::names(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+        assert!(n > 0, "no regression inputs in {}", dir.display());
+    }
+}

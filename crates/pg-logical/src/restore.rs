@@ -111,7 +111,8 @@ enum Current {
         child: Box<Child>,
         stdin: Option<ChildStdin>,
         kind: FileKind,
-        /// The child stopped reading (it exited early): the rest is drained.
+        /// The child stopped reading (it exited early): the rest is drained, and its exit
+        /// status says whether that was a failure.
         closed: bool,
     },
     /// The body is read and dropped; the outcome is known.
@@ -418,9 +419,11 @@ impl Restorer {
                     } else {
                         Ok(FileOutcome::Restored { warnings: vec![msg] })
                     }
-                } else if closed {
-                    Err(format!("{what} stopped reading its input but exited 0: {}", tail.trim_end()))
                 } else {
+                    if closed {
+                        // It had all it needed (pg_restore --schema-only skips the data blocks).
+                        tracing::debug!("{path}: {what} exited 0 before the end of its input");
+                    }
                     if kind == FileKind::Globals {
                         self.globals_restored = true;
                     }

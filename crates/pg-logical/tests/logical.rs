@@ -149,6 +149,28 @@ fn no_owner_schema_only_and_data_only() {
     assert_eq!(schema_of(&dst2, "shop"), schema_of(&src, "shop"));
     assert_eq!(dst2.sql_db("shop", "SELECT count(*) FROM orders").unwrap(), "0");
 
+    // schema_only restore of the full backup: pg_restore needs no data block and may stop
+    // reading early; that is a success.
+    let dst3 = cluster(15, &[]);
+    let mut r = rt
+        .block_on(Restorer::new(restore_options(&[
+            ("location", &location(&dst3, ADMIN, ADMIN_PW, None)),
+            ("create_db", "true"),
+            ("no_owner", "true"),
+            ("schema_only", "true"),
+        ])))
+        .unwrap();
+    let out = rt.block_on(restore_walk(&mut r, &dump));
+    assert!(
+        out[0].1.as_ref().is_err_and(|e| e.contains("bob")),
+        "only the grant to the missing role fails: {out:?}"
+    );
+    assert_eq!(
+        dst3.sql_db("shop", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").unwrap(),
+        "2"
+    );
+    assert_eq!(dst3.sql_db("shop", "SELECT count(*) FROM orders").unwrap(), "0");
+
     // data_only restore of the full backup into that existing schema.
     let mut r = rt
         .block_on(Restorer::new(restore_options(&[("location", &dst2_loc), ("data_only", "true")])))
