@@ -23,8 +23,18 @@
 //! - `finish` flushes everything to disk (`syncfs` on each file system written to) before the
 //!   renames, then syncs the renames.
 //!
-//! Writing happens on a dedicated thread fed through a bounded channel, so network reads and
-//! disk writes overlap while memory stays bounded by a few chunks.
+//! Files are written where the records arrive, on the caller's task, as `pg_basebackup` does:
+//! each chunk goes to the kernel while it is still in this core's cache, with no thread
+//! hand-off. A profile of the earlier design (a writer thread fed through a channel) showed its
+//! cost: the chunks crossed cores cold, so the kernel's copy into the page cache took several
+//! times longer than `pg_basebackup`'s, and every chunk woke a thread and the runtime (see
+//! docs/benchmarks.md, "The directory writer"). The sink buffers nothing: memory stays flat.
+//!
+//! With `sync` (the default), writeback of each file starts while the backup is still
+//! streaming — every [`WRITEBACK_STEP`] bytes and when the file is closed —, and `finish` then
+//! `fsync`s every file and directory written, as `pg_basebackup` does; the final flush finds
+//! little left to write, and other programs' dirty data on the same file system is not waited
+//! for (as `syncfs` would).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -35,7 +45,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use record_sink::{EntryKind, Flow, Record, RecordPath, RecordSink, SinkError, Wants};
-use tokio::sync::{mpsc, oneshot};
 
 /// Name of the file that marks an unfinished data directory.
 pub const INCOMPLETE_MARKER: &str = "PGPLAKAR_BACKUP_INCOMPLETE";
@@ -43,9 +52,10 @@ pub const INCOMPLETE_MARKER: &str = "PGPLAKAR_BACKUP_INCOMPLETE";
 /// Suffix under which `PG_VERSION` waits for [`RecordSink::finish`].
 const PENDING_SUFFIX: &str = ".pgplakar-pending";
 
-/// How many write commands may wait for the writer thread: with chunks of up to 1 MiB, this
-/// bounds the sink's memory to a few MiB whatever the size of the backup.
-const QUEUE_DEPTH: usize = 8;
+/// Writeback of a file being written starts every this many bytes.
+pub const WRITEBACK_STEP: u64 = 16 << 20;
+/// When a file is closed, writeback of its unflushed tail starts if it is at least this long.
+const WRITEBACK_TAIL: u64 = 1 << 20;
 
 /// Where a [`DirSink`] writes.
 #[derive(Clone, Debug)]
@@ -109,8 +119,8 @@ pub struct DirSinkStats {
 #[derive(Debug)]
 pub struct DirSink {
     options: DirSinkOptions,
-    tx: Option<mpsc::Sender<Cmd>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// Applies the commands; `None` once finished, aborted or failed.
+    writer: Option<Writer>,
     /// Symlinks the stream created, relative to their root: nothing may be written below them.
     links: HashSet<PathBuf>,
     /// Tablespace and extra directories prepared so far.
@@ -119,8 +129,6 @@ pub struct DirSink {
     renames: Vec<(PathBuf, PathBuf)>,
     roots: Vec<PathBuf>,
     stats: DirSinkStats,
-    /// The first error of the writer thread.
-    status: WriterResult,
 }
 
 #[derive(Debug)]
@@ -137,31 +145,19 @@ enum Cmd {
     Write(Bytes),
     Close,
     Finish { renames: Vec<(PathBuf, PathBuf)>, marker: PathBuf, roots: Vec<PathBuf>, sync: bool },
-    Abort { marker: PathBuf, reason: String, reply: oneshot::Sender<io::Result<()>> },
 }
 
-/// The first error the writer thread met, reported on the next call.
-type WriterResult = std::sync::Arc<std::sync::Mutex<Option<(PathBuf, io::Error)>>>;
-
 impl DirSink {
-    /// Creates the data directory (absent or empty) with mode 0700 and its incomplete marker,
-    /// and starts the writer thread.
+    /// Creates the data directory (absent or empty) with mode 0700 and its incomplete marker.
     pub fn create(options: DirSinkOptions) -> Result<Self, SinkError> {
         prepare_empty_dir(&options.data_dir)?;
         let marker = options.data_dir.join(INCOMPLETE_MARKER);
         fs::write(&marker, b"This directory is an unfinished backup written by pg_plakar. Do not use it.\n")
             .map_err(|e| io_err(&marker, e))?;
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let status: WriterResult = Default::default();
-        let status_writer = status.clone();
-        let writer = std::thread::Builder::new()
-            .name("dir-sink-writer".into())
-            .spawn(move || writer_thread(rx, status_writer))
-            .map_err(|e| io_err(&options.data_dir, e))?;
+        let writer = Writer { sync: options.sync, ..Writer::default() };
         let roots = vec![options.data_dir.clone()];
         Ok(Self {
             options,
-            tx: Some(tx),
             writer: Some(writer),
             links: HashSet::new(),
             prepared: HashSet::new(),
@@ -169,7 +165,6 @@ impl DirSink {
             renames: Vec::new(),
             roots,
             stats: DirSinkStats::default(),
-            status,
         })
     }
 
@@ -183,26 +178,15 @@ impl DirSink {
         &self.options
     }
 
-    async fn send(&mut self, cmd: Cmd) -> Result<(), SinkError> {
-        let Some(tx) = &self.tx else {
-            return Err(SinkError::Protocol("the sink is already finished or aborted".into()));
+    /// Applies a command; after a failure the sink refuses everything but `abort`.
+    fn apply(&mut self, cmd: Cmd) -> Result<(), SinkError> {
+        let Some(writer) = &mut self.writer else {
+            return Err(SinkError::Protocol("the sink is already finished, aborted or failed".into()));
         };
-        if tx.send(cmd).await.is_err() {
-            return Err(self.writer_error());
-        }
-        Ok(())
-    }
-
-    /// The error that stopped the writer thread.
-    fn writer_error(&mut self) -> SinkError {
-        self.tx = None;
-        if let Some(handle) = self.writer.take() {
-            let _ = handle.join();
-        }
-        match self.status.lock().ok().and_then(|mut g| g.take()) {
-            Some((path, source)) => SinkError::Io { path: path.display().to_string(), source },
-            None => SinkError::Closed("the directory writer stopped".into()),
-        }
+        writer.apply(cmd).map_err(|(path, e)| {
+            self.writer = None;
+            io_err(&path, e)
+        })
     }
 
     /// Where a record goes on disk, or `None` when it is skipped.
@@ -307,7 +291,7 @@ impl RecordSink for DirSink {
         match &record.kind {
             EntryKind::Directory => {
                 self.stats.directories += 1;
-                self.send(Cmd::Dir { path: placement.full(), mode, mtime: record.meta.mtime }).await?;
+                self.apply(Cmd::Dir { path: placement.full(), mode, mtime: record.meta.mtime })?;
                 Ok(Wants::Body)
             }
             EntryKind::Symlink { target } => {
@@ -330,7 +314,7 @@ impl RecordSink for DirSink {
                 };
                 self.stats.symlinks += 1;
                 self.links.insert(placement.full());
-                self.send(Cmd::Symlink { path: placement.full(), target: link_target }).await?;
+                self.apply(Cmd::Symlink { path: placement.full(), target: link_target })?;
                 Ok(Wants::Body)
             }
             EntryKind::File { size } => {
@@ -353,7 +337,7 @@ impl RecordSink for DirSink {
                 }
                 self.stats.files += 1;
                 self.in_file = Some(FileState::Writing);
-                self.send(Cmd::Open { path, mode, mtime: record.meta.mtime }).await?;
+                self.apply(Cmd::Open { path, mode, mtime: record.meta.mtime })?;
                 Ok(Wants::Body)
             }
         }
@@ -363,7 +347,7 @@ impl RecordSink for DirSink {
         match self.in_file {
             Some(FileState::Writing) => {
                 self.stats.bytes += chunk.len() as u64;
-                self.send(Cmd::Write(chunk)).await?;
+                self.apply(Cmd::Write(chunk))?;
                 Ok(Flow::Continue)
             }
             Some(FileState::Skipping) => Err(SinkError::Protocol("data for a skipped file".into())),
@@ -373,7 +357,7 @@ impl RecordSink for DirSink {
 
     async fn end_file(&mut self) -> Result<(), SinkError> {
         match self.in_file.take() {
-            Some(FileState::Writing) => self.send(Cmd::Close).await,
+            Some(FileState::Writing) => self.apply(Cmd::Close),
             Some(FileState::Skipping) => Ok(()),
             None => Err(SinkError::Protocol("end_file outside a file".into())),
         }
@@ -395,33 +379,17 @@ impl RecordSink for DirSink {
             roots: self.roots.clone(),
             sync: self.options.sync,
         };
-        self.send(cmd).await?;
-        self.tx = None;
-        if let Some(handle) = self.writer.take() {
-            handle.join().map_err(|_| SinkError::Closed("the directory writer panicked".into()))?;
-        }
-        if let Some((path, source)) = self.status.lock().ok().and_then(|mut g| g.take()) {
-            return Err(SinkError::Io { path: path.display().to_string(), source });
-        }
+        self.apply(cmd)?;
+        self.writer = None;
         Ok(())
     }
 
     async fn abort(&mut self, reason: &str) -> Result<(), SinkError> {
         self.in_file = None;
         let marker = self.options.data_dir.join(INCOMPLETE_MARKER);
-        let (reply, answer) = oneshot::channel();
-        let sent = match &self.tx {
-            Some(tx) => {
-                tx.send(Cmd::Abort { marker: marker.clone(), reason: reason.to_owned(), reply }).await.is_ok()
-            }
-            None => false,
-        };
-        self.tx = None;
-        let result = if sent { answer.await.unwrap_or(Ok(())) } else { write_abort_marker(&marker, reason) };
-        if let Some(handle) = self.writer.take() {
-            let _ = handle.join();
-        }
-        result.map_err(|e| io_err(&marker, e))
+        // Closes the open file, if any.
+        self.writer = None;
+        write_abort_marker(&marker, reason).map_err(|e| io_err(&marker, e))
     }
 }
 
@@ -434,30 +402,42 @@ fn write_abort_marker(marker: &Path, reason: &str) -> io::Result<()> {
     )
 }
 
-fn writer_thread(mut rx: mpsc::Receiver<Cmd>, status: WriterResult) {
-    let mut writer = Writer::default();
-    while let Some(cmd) = rx.blocking_recv() {
-        let result = match cmd {
-            Cmd::Abort { marker, reason, reply } => {
-                writer.file = None;
-                let _ = reply.send(write_abort_marker(&marker, &reason));
-                return;
-            }
-            cmd => writer.apply(cmd),
-        };
-        if let Err((path, e)) = result {
-            if let Ok(mut slot) = status.lock() {
-                *slot = Some((path, e));
-            }
+/// The file being written.
+#[derive(Debug)]
+struct OpenFile {
+    path: PathBuf,
+    file: File,
+    mtime: SystemTime,
+    /// Bytes written so far.
+    written: u64,
+    /// Writeback has been started up to here.
+    hinted: u64,
+}
+
+impl OpenFile {
+    /// Starts writing back `[hinted, written)` without waiting for it: on Linux
+    /// `POSIX_FADV_DONTNEED` kicks off writeback of the dirty pages of the range (what
+    /// PostgreSQL's `pg_flush_data` falls back to), and drops only pages already clean.
+    fn start_writeback(&mut self) {
+        let len = self.written - self.hinted;
+        if len == 0 {
             return;
         }
+        let (Ok(offset), Ok(len)) = (i64::try_from(self.hinted), i64::try_from(len)) else { return };
+        // Only a hint: an error here costs nothing but the early start.
+        let _ = nix::fcntl::posix_fadvise(&self.file, offset, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        self.hinted = self.written;
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Writer {
-    file: Option<(PathBuf, File, SystemTime)>,
+    file: Option<OpenFile>,
     dir_times: Vec<(PathBuf, SystemTime)>,
+    /// Whether the backup is flushed at the end (and writeback started early).
+    sync: bool,
+    /// Files written, flushed one by one at the end.
+    written_files: Vec<PathBuf>,
 }
 
 impl Writer {
@@ -494,17 +474,19 @@ impl Writer {
                 }
                 .and_then(|f| f.set_permissions(fs::Permissions::from_mode(mode)).map(|_| f))
                 .map_err(|e| (path.clone(), e))?;
-                self.file = Some((path, file, mtime));
+                self.file = Some(OpenFile { path, file, mtime, written: 0, hinted: 0 });
             }
-            Cmd::Write(chunk) => {
-                let Some((path, file, _)) = &mut self.file else {
-                    return Err((PathBuf::new(), io::Error::other("write with no open file")));
-                };
-                file.write_all(&chunk).map_err(|e| (path.clone(), e))?;
-            }
+            Cmd::Write(chunk) => self.write(&chunk)?,
             Cmd::Close => {
-                if let Some((path, file, mtime)) = self.file.take() {
-                    file.set_modified(mtime).map_err(|e| (path, e))?;
+                if let Some(mut f) = self.file.take() {
+                    f.file.set_modified(f.mtime).map_err(|e| (f.path.clone(), e))?;
+                    if self.sync {
+                        // The tail of a big file; a small file is left to the final fsync.
+                        if f.written - f.hinted >= WRITEBACK_TAIL {
+                            f.start_writeback();
+                        }
+                        self.written_files.push(f.path);
+                    }
                 }
             }
             Cmd::Finish { renames, marker, roots, sync } => {
@@ -513,8 +495,13 @@ impl Writer {
                     File::open(path).and_then(|d| d.set_modified(*mtime)).map_err(|e| (path.clone(), e))?;
                 }
                 if sync {
-                    for root in &roots {
-                        sync_filesystem(root).map_err(|e| (root.clone(), e))?;
+                    // Every file, then every directory (their entries), deepest first.
+                    for path in &self.written_files {
+                        File::open(path).and_then(|f| f.sync_all()).map_err(|e| (path.clone(), e))?;
+                    }
+                    let dirs = self.dir_times.iter().rev().map(|(p, _)| p).chain(roots.iter());
+                    for path in dirs {
+                        File::open(path).and_then(|d| d.sync_all()).map_err(|e| (path.clone(), e))?;
                     }
                 }
                 for (from, to) in renames {
@@ -526,7 +513,19 @@ impl Writer {
                     File::open(data_dir).and_then(|d| d.sync_all()).map_err(|e| (data_dir.to_owned(), e))?;
                 }
             }
-            Cmd::Abort { .. } => unreachable!("handled by the thread loop"),
+        }
+        Ok(())
+    }
+
+    /// Writes a chunk of the open file, and starts writeback every [`WRITEBACK_STEP`] bytes.
+    fn write(&mut self, chunk: &[u8]) -> Result<(), (PathBuf, io::Error)> {
+        let Some(f) = &mut self.file else {
+            return Err((PathBuf::new(), io::Error::other("write with no open file")));
+        };
+        f.file.write_all(chunk).map_err(|e| (f.path.clone(), e))?;
+        f.written += chunk.len() as u64;
+        if self.sync && f.written - f.hinted >= WRITEBACK_STEP {
+            f.start_writeback();
         }
         Ok(())
     }
@@ -540,12 +539,6 @@ fn create_parents(path: &Path) -> io::Result<()> {
         }
         None => Ok(()),
     }
-}
-
-/// Flushes the whole file system holding `dir`: one `syncfs(2)` instead of one `fsync` per file.
-fn sync_filesystem(dir: &Path) -> io::Result<()> {
-    let d = File::open(dir)?;
-    nix::unistd::syncfs(&d).map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -690,7 +683,7 @@ mod tests {
         // The same file twice: create_new fails in the writer thread; the error surfaces on a
         // later call, naming the file.
         let mut err = None;
-        for _ in 0..QUEUE_DEPTH + 4 {
+        for _ in 0..4 {
             if let Err(e) = file(&mut sink, "/data/a", b"2").await {
                 err = Some(e);
                 break;

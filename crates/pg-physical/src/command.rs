@@ -67,6 +67,12 @@ pub struct BackupOptions {
     pub verify_checksums: bool,
     /// Manifest checksum algorithm (13+).
     pub manifest_checksums: ManifestChecksums,
+    /// A permanent replication slot for the WAL streaming connection of [`WalMethod::Stream`]
+    /// instead of a temporary one (`pg_basebackup -S`): the slot keeps the WAL a standby made
+    /// from this backup needs.
+    pub slot: Option<String>,
+    /// Create [`BackupOptions::slot`] first (`pg_basebackup -C`); it stays after the backup.
+    pub create_slot: bool,
 }
 
 impl Default for BackupOptions {
@@ -79,6 +85,8 @@ impl Default for BackupOptions {
             compression: Compression::None,
             verify_checksums: true,
             manifest_checksums: ManifestChecksums::Crc32c,
+            slot: None,
+            create_slot: false,
         }
     }
 }
@@ -101,6 +109,9 @@ pub enum OptionError {
     /// The server major is not supported.
     #[error("PostgreSQL {0} is not supported (12 to 18 are)")]
     Version(u32),
+    /// A replication slot option that cannot be used as given.
+    #[error("{0}")]
+    Slot(String),
 }
 
 impl BackupOptions {
@@ -129,6 +140,21 @@ impl BackupOptions {
                 return Err(OptionError::Level(format!("zstd level {l} is outside -7..22")));
             }
             _ => {}
+        }
+        if let Some(slot) = &self.slot {
+            if self.wal_method != WalMethod::Stream {
+                return Err(OptionError::Slot("a replication slot can only be used with WAL streaming (-X stream)".into()));
+            }
+            let valid = !slot.is_empty()
+                && slot.len() < 64
+                && slot.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(OptionError::Slot(format!(
+                    "replication slot name {slot:?} is invalid: 1 to 63 lower-case letters, digits and underscores"
+                )));
+            }
+        } else if self.create_slot {
+            return Err(OptionError::Slot("creating a slot needs its name (--slot)".into()));
         }
         Ok(())
     }
@@ -296,5 +322,20 @@ mod tests {
             bad(BackupOptions { compression: Compression::Gzip(Some(0)), ..ok.clone() }, 16),
             "gzip level 0 is outside 1..9"
         );
+    }
+
+    #[test]
+    fn slots_need_streaming_and_a_plain_name() {
+        let stream = BackupOptions { wal_method: WalMethod::Stream, ..Default::default() };
+        let with = |slot: &str, create| BackupOptions { slot: Some(slot.into()), create_slot: create, ..stream.clone() };
+        assert!(with("standby_1", true).check().is_ok());
+        assert!(with("Bad-Name", false).check().unwrap_err().to_string().contains("is invalid"));
+        assert!(with(&"x".repeat(64), false).check().is_err());
+        let fetch = BackupOptions { slot: Some("s".into()), ..Default::default() };
+        assert!(fetch.check().unwrap_err().to_string().contains("-X stream"));
+        let nameless = BackupOptions { create_slot: true, ..stream };
+        assert!(nameless.check().unwrap_err().to_string().contains("--slot"));
+        // The slot does not change the BASE_BACKUP command.
+        assert_eq!(with("s", true).command(17), BackupOptions { wal_method: WalMethod::Stream, ..Default::default() }.command(17));
     }
 }

@@ -249,7 +249,7 @@ impl Running {
                         if options.wal_method == WalMethod::Stream =>
                     {
                         self.streamer =
-                            Some(stream::Streamer::start(config, server, start_lsn.0, timeline, run).await?);
+                            Some(stream::Streamer::start(config, server, start_lsn.0, timeline, run, options).await?);
                         self.pipeline.handle(event, sink).await?;
                     }
                     Event::BackupEnd { end_lsn, .. } => {

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::PhysicalError;
+use crate::BackupOptions;
 use crate::source::{RunOptions, ServerFacts, slot_name};
 use crate::wal::WalSpool;
 
@@ -55,15 +56,33 @@ impl Streamer {
         start: u64,
         timeline: u32,
         run: &RunOptions,
+        options: &BackupOptions,
     ) -> Result<Self, PhysicalError> {
         let mut config = config.clone();
         config.set_replication(Replication::Physical);
         let mut client = Client::connect(&config).await.map_err(failed_to("connecting"))?;
-        let slot = slot_name("wal");
-        client
-            .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} TEMPORARY PHYSICAL RESERVE_WAL"))
-            .await
-            .map_err(failed_to("creating its temporary slot"))?;
+        let slot = match &options.slot {
+            Some(name) => {
+                if options.create_slot {
+                    // Permanent: it outlives the connection and keeps the WAL a standby made
+                    // from this backup needs (checked by BackupOptions::check: a plain name).
+                    client
+                        .simple_query(&format!("CREATE_REPLICATION_SLOT {name} PHYSICAL RESERVE_WAL"))
+                        .await
+                        .map_err(failed_to("creating the replication slot"))?;
+                    tracing::info!("created replication slot {name}");
+                }
+                name.clone()
+            }
+            None => {
+                let slot = slot_name("wal");
+                client
+                    .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} TEMPORARY PHYSICAL RESERVE_WAL"))
+                    .await
+                    .map_err(failed_to("creating its temporary slot"))?;
+                slot
+            }
+        };
         let rows = client.simple_query("IDENTIFY_SYSTEM").await.map_err(failed_to("IDENTIFY_SYSTEM"))?;
         let sysid = rows.first().and_then(|r| r.get(0)).unwrap_or_default();
         if sysid != server.system_identifier {
