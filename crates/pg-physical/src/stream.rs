@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use bytes::BytesMut;
 use pg_config::{Config, Replication};
 use pg_conn::Client;
-use pg_wire::replication::receiver::{ReceiverEvent, WalReceiver};
+use pg_wire::replication::receiver::{ReceiverError, ReceiverEvent, WalReceiver};
 use pg_wire::replication::{IdentifySystem, Lsn};
 use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 use tokio::sync::watch;
@@ -169,49 +169,116 @@ fn failed_to(doing: &'static str) -> impl FnOnce(pg_conn::Error) -> PhysicalErro
     move |error| PhysicalError::WalConnection { at: doing.to_owned(), error: Box::new(error) }
 }
 
-/// Moves frames from the connection to `machine`, its WAL into the spool and what it asks to
-/// send back to the connection, waking up for the machine's deadline and for the backup's end.
+/// Runs the stream to its end; the spool then holds everything up to the backup's end LSN.
+///
+/// When the server ends the stream of our timeline first (the standby we stream from was
+/// promoted), `pg_basebackup` follows the switch (`receivelog.c`), but a backup whose standby was
+/// promoted in the middle cannot succeed: the server fails it ("the standby was promoted during
+/// online backup") and that is the error to report. So the receiver then waits for the backup's
+/// outcome: the backup fails (and cancels this task), or it ends, and its end must already have
+/// been received.
 async fn receive(
     mut client: Client,
     mut spool: WalSpool,
     mut machine: WalReceiver,
     mut end: watch::Receiver<Option<Lsn>>,
 ) -> Result<WalSpool, PhysicalError> {
+    match stream(&mut client, &mut spool, &mut machine, &mut end).await {
+        Ok(()) => {
+            // The command is over and the connection idle; the temporary slot dies with it.
+            let _ = client.close().await;
+            Ok(spool)
+        }
+        Err(StreamError::Receiver(ReceiverError::TimelineEnded { at, next_timeline, .. })) => {
+            let _ = client.close().await;
+            tracing::info!(
+                "WAL stream: the server ended timeline at {at}{}",
+                next_timeline
+                    .map_or_else(String::new, |(tli, lsn)| format!(" (timeline {tli} starts at {lsn})"))
+            );
+            let backup_end = match machine.end() {
+                Some(lsn) => lsn,
+                None => loop {
+                    if end.changed().await.is_err() {
+                        return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
+                    }
+                    if let Some(lsn) = *end.borrow_and_update() {
+                        break lsn;
+                    }
+                },
+            };
+            if at >= backup_end {
+                return Ok(spool);
+            }
+            let error = ReceiverError::TimelineEnded { at, end: Some(backup_end), next_timeline };
+            Err(PhysicalError::WalStream { error })
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Why [`stream`] stopped: the receiver's error, or one of the shell's (lost connection, spool).
+enum StreamError {
+    Receiver(ReceiverError),
+    Other(PhysicalError),
+}
+
+impl From<PhysicalError> for StreamError {
+    fn from(e: PhysicalError) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl From<WalError> for StreamError {
+    fn from(e: WalError) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+impl From<StreamError> for PhysicalError {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Receiver(error) => PhysicalError::WalStream { error },
+            StreamError::Other(e) => e,
+        }
+    }
+}
+
+/// Moves frames from the connection to `machine`, its WAL into the spool and what it asks to
+/// send back to the connection, waking up for the machine's deadline and for the backup's end.
+async fn stream(
+    client: &mut Client,
+    spool: &mut WalSpool,
+    machine: &mut WalReceiver,
+    end: &mut watch::Receiver<Option<Lsn>>,
+) -> Result<(), StreamError> {
     let mut out = BytesMut::new();
-    let mut end_known = false;
     loop {
-        machine.poll(SystemTime::now(), &mut out).map_err(|error| PhysicalError::WalStream { error })?;
-        send(&mut client, &mut out, machine.position()).await?;
+        machine.poll(SystemTime::now(), &mut out).map_err(StreamError::Receiver)?;
+        send(client, &mut out, machine.position()).await?;
         // The machine's next status update; a deadline in the past means now.
         let sleep = machine.deadline().map(|d| d.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
         let frame = tokio::select! {
             frame = client.read_frame() => frame.map_err(|e| lost(e, machine.position()))?,
-            changed = end.changed(), if !end_known => {
+            changed = end.changed(), if machine.end().is_none() => {
                 if changed.is_err() {
-                    return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
+                    return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()).into());
                 }
                 if let Some(lsn) = *end.borrow_and_update() {
                     machine.stop_at(lsn);
-                    end_known = true;
                 }
                 continue;
             }
             () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => continue,
         };
-        let event = machine
-            .handle(frame, SystemTime::now(), &mut out)
-            .map_err(|error| PhysicalError::WalStream { error })?;
-        match event {
+        match machine.handle(frame, SystemTime::now(), &mut out).map_err(StreamError::Receiver)? {
             Some(ReceiverEvent::Wal(x)) => spool.write(x.wal_start, &x.data)?,
             Some(ReceiverEvent::Notice(n)) => tracing::warn!("WAL stream: {n}"),
-            Some(ReceiverEvent::Finished) => break,
+            Some(ReceiverEvent::Finished) => return Ok(()),
             None => {}
         }
-        send(&mut client, &mut out, machine.position()).await?;
+        send(client, &mut out, machine.position()).await?;
     }
-    // The command is over and the connection idle; the temporary slot dies with it.
-    let _ = client.close().await;
-    Ok(spool)
 }
 
 /// Sends what the machine appended to `out`, if anything.
