@@ -194,3 +194,49 @@ fn warnings_suffix(warnings: &[String]) -> String {
     let tail = if more > 0 { format!("; and {more} more") } else { String::new() };
     format!("; the server warned: {}{tail}", shown.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use pg_wire::replication::Lsn;
+    use pg_wire::replication::receiver::ReceiverError;
+
+    use super::*;
+
+    #[test]
+    fn a_server_error_on_the_wal_connection_keeps_its_sqlstate_and_position() {
+        let error = Box::new(pg_wire::DbError {
+            severity: "FATAL".into(),
+            code: "57P01".into(),
+            message: "terminating connection due to administrator command".into(),
+            ..Default::default()
+        });
+        let e = PhysicalError::WalStream {
+            error: ReceiverError::Server { error, at: Lsn(0x300_0040), started: true },
+        };
+        assert_eq!(e.code(), Some("57P01"));
+        assert_eq!(
+            e.to_string(),
+            "WAL streaming connection: the server failed the WAL stream at 0/3000040: FATAL: terminating \
+             connection due to administrator command (SQLSTATE 57P01)"
+        );
+        assert!(
+            std::error::Error::source(&e).is_none(),
+            "the cause is in the message, not again in source()"
+        );
+    }
+
+    #[test]
+    fn typed_failures_say_what_and_where() {
+        let e = PhysicalError::Size { file: "/data/base/1/1259".into(), received: 10, announced: 8192 };
+        assert_eq!(e.to_string(), "/data/base/1/1259: 10 bytes received, the tar header announced 8192");
+        let e = PhysicalError::Entry { path: "dev/null".into(), problem: EntryProblem::TarType('3') };
+        assert_eq!(
+            e.to_string(),
+            "base backup archive member \"dev/null\": tar type '3', which PostgreSQL never sends"
+        );
+        let e = PhysicalError::from(verify::ManifestFailure::Missing);
+        assert_eq!(e.to_string(), "backup_manifest verification failed: the server sent no backup_manifest");
+        let e = PhysicalError::OtherSystem { backup: 1, wal: 2 };
+        assert_eq!(e.to_string(), "the WAL connection reached system 2, the backup connection system 1");
+    }
+}
