@@ -206,6 +206,59 @@ fn failed_to(doing: &'static str) -> impl FnOnce(pg_conn::Error) -> PhysicalErro
     move |source| PhysicalError::WalConnection { at: doing.to_owned(), source: Box::new(source) }
 }
 
+/// The server ended the stream of our timeline before the backup's end: the standby we stream
+/// from was promoted. `pg_basebackup` follows the switch to the next timeline (`receivelog.c`),
+/// but a backup whose standby was promoted in the middle can never succeed: the server fails
+/// it ("the standby was promoted during online backup"), and that is the error to report.
+/// So the receiver reads the end-of-timeline result, then waits for the backup's outcome: the
+/// backup fails (and cancels this task) or, should it end, its end must already be received.
+async fn end_of_timeline(
+    mut client: Client,
+    spool: WalSpool,
+    mut end: watch::Receiver<Option<u64>>,
+) -> Result<WalSpool, PhysicalError> {
+    let at = spool.position();
+    client.send_copy_done().await.map_err(|e| lost(e, at))?;
+    let mut next_timeline = String::from("?");
+    loop {
+        let frame = client.read_frame().await.map_err(|e| lost(e, at))?;
+        match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
+            BackendMessage::ReadyForQuery(_) => break,
+            BackendMessage::DataRow(row) => {
+                if let Some(Some(tli)) = row.columns.first() {
+                    next_timeline = String::from_utf8_lossy(tli).into_owned();
+                }
+            }
+            BackendMessage::ErrorResponse(e) => {
+                return Err(PhysicalError::Stream(format!(
+                    "WAL stream end of timeline at {}: {e}",
+                    lsn_text(at)
+                )));
+            }
+            _ => {}
+        }
+    }
+    let _ = client.close().await;
+    tracing::info!("WAL stream: the server switched to timeline {next_timeline} at {}", lsn_text(at));
+    let backup_end = loop {
+        if let Some(lsn) = *end.borrow() {
+            break lsn;
+        }
+        if end.changed().await.is_err() {
+            return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
+        }
+    };
+    if at >= backup_end {
+        return Ok(spool);
+    }
+    Err(PhysicalError::Stream(format!(
+        "the server switched to timeline {next_timeline} at {} (the standby was promoted), before the backup's \
+         end at {}",
+        lsn_text(at),
+        lsn_text(backup_end)
+    )))
+}
+
 async fn receive(
     mut client: Client,
     mut spool: WalSpool,
@@ -270,11 +323,7 @@ async fn receive(
                     lsn_text(spool.position())
                 )));
             }
-            BackendMessage::CopyDone => {
-                return Err(PhysicalError::Stream(
-                    "the server ended the WAL stream before the backup's end (timeline switch?)".into(),
-                ));
-            }
+            BackendMessage::CopyDone => return end_of_timeline(client, spool, end).await,
             other => {
                 return Err(PhysicalError::Stream(format!("unexpected {} in the WAL stream", other.name())));
             }
