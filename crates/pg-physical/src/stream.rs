@@ -13,7 +13,7 @@ use pg_config::{Config, Replication};
 use pg_conn::Client;
 use pg_wire::message::BackendMessage;
 use pg_wire::replication::{Lsn, PgTimestamp, ReplicationMessage, StandbyStatusUpdate};
-use record_sink::{EntryKind, Metadata, Record, RecordPath, RecordSink, Wants};
+use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -130,7 +130,7 @@ impl Streamer {
             segments.len().saturating_sub(usize::from(spool.position() % spool.segment_size() != 0));
         let now = SystemTime::now();
         for (i, (name, path)) in segments.iter().enumerate() {
-            let meta = Metadata { mode: 0o600, mtime: now, uid: None, gid: None };
+            let meta = Metadata::new(0o600, now);
             let size = spool.segment_size();
             let record = Record {
                 path: RecordPath::new(format!("/data/pg_wal/{name}")).expect("valid"),
@@ -151,7 +151,11 @@ impl Streamer {
                         break;
                     }
                     sent += n as u64;
-                    sink.data(buf.freeze()).await?;
+                    if sink.data(buf.freeze()).await? == Flow::Stop {
+                        // The consumer wants no more of it; the spool's copy was complete.
+                        sent = size;
+                        break;
+                    }
                 }
                 if sent != size {
                     return Err(PhysicalError::Stream(format!(

@@ -200,7 +200,7 @@ impl Suite {
         let backup = BackupOptions { wal_method, ..BackupOptions::default() };
         let run = RunOptions { spool_dir: Some(dir.join("spool")), ..RunOptions::default() };
         let started = Instant::now();
-        let result = pg_physical::backup(&config, &backup, &run, &mut sink).await;
+        let result = common::backup(&config, &backup, &run, &mut sink).await;
         self.timings.push(format!("ours {:.2}s", started.elapsed().as_secs_f64()));
         result
     }

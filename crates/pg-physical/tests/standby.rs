@@ -6,6 +6,8 @@
 //! unfinished), as `pg_basebackup` fails (the server refuses to end a backup whose standby was
 //! promoted: "the standby was promoted during online backup").
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -112,7 +114,7 @@ async fn backup(
     let mut sink_options = DirSinkOptions::new(target.data());
     sink_options.sync = false;
     let mut sink = DirSink::create(sink_options).unwrap();
-    pg_physical::backup(&config(cluster), options, &target.run(), &mut sink).await
+    common::backup(&config(cluster), options, &target.run(), &mut sink).await
 }
 
 fn verifybackup(major: u32, data: &Path) {

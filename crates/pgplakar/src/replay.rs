@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use pg_basebackup::recording::{Chunking, replay};
+use pg_basebackup::summary::Chunking;
+use pg_recording::replay;
 
 /// Options of `pgplakar replay`.
 #[derive(Debug, clap::Args)]
