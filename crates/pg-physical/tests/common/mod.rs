@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 
 /// Runs `cmd` to completion; fails the test with its output unless it succeeded. Returns stdout.
+#[allow(dead_code)] // not every test file that includes this module runs commands
 pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     assert!(
@@ -28,7 +29,7 @@ pub(crate) async fn backup<S: record_sink::RecordSink>(
         Plan::physical(config.clone(), options.clone(), run.clone(), false).expect("a physical plan");
     match plan.run(sink, &CancellationToken::new()).await {
         Ok(report) => Ok(report.physical().expect("a physical report").clone()),
-        Err(BackupError::Step { error: StepError::Physical(e), .. }) => Err(e),
+        Err(BackupError::Step { error: StepError::Physical(e), .. }) => Err(*e),
         Err(e) => panic!("the orchestrator failed outside the physical step: {e:?}"),
     }
 }
