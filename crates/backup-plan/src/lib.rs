@@ -25,7 +25,9 @@ use std::error::Error as StdError;
 
 use cluster_manifest::{ClusterManifest, CollectError, CollectOptions, MetadataSource};
 use pg_config::{Config, ConfigError};
-use pg_physical::{BackupOptions, BackupReport, PhysicalError, PhysicalSource, RunOptions};
+use pg_physical::{
+    BackupOptions, BackupReport, BackupSummary, PhysicalError, PhysicalSource, ReplaySource, RunOptions,
+};
 use record_sink::{RecordSink, SinkError, Source};
 pub use tokio_util::sync::CancellationToken;
 
@@ -57,10 +59,22 @@ pub enum PlanError {
 pub enum StepError {
     /// Collecting or writing `/manifest.json`.
     #[error(transparent)]
-    Metadata(#[from] CollectError),
-    /// The physical base backup.
+    Metadata(Box<CollectError>),
+    /// The physical base backup (or its offline replay).
     #[error(transparent)]
-    Physical(#[from] PhysicalError),
+    Physical(Box<PhysicalError>),
+}
+
+impl From<CollectError> for StepError {
+    fn from(e: CollectError) -> Self {
+        StepError::Metadata(Box::new(e))
+    }
+}
+
+impl From<PhysicalError> for StepError {
+    fn from(e: PhysicalError) -> Self {
+        StepError::Physical(Box::new(e))
+    }
 }
 
 /// Why a backup failed. The sink was aborted with this error's text as the reason.
@@ -90,6 +104,8 @@ pub enum Step {
     Metadata(MetadataSource),
     /// A physical base backup (`/data/…`, `/tablespaces/…`).
     Physical(PhysicalSource),
+    /// A recorded base backup replayed offline: the same records, verified the same way.
+    Replay(ReplaySource),
 }
 
 impl Step {
@@ -98,6 +114,7 @@ impl Step {
         match self {
             Step::Metadata(s) => s.describe(),
             Step::Physical(s) => s.describe(),
+            Step::Replay(s) => s.describe(),
         }
     }
 
@@ -105,6 +122,7 @@ impl Step {
         match self {
             Step::Metadata(s) => run_source(s, sink).await.map(|m| StepReport::Metadata(Box::new(m))),
             Step::Physical(s) => run_source(s, sink).await.map(|r| StepReport::Physical(Box::new(r))),
+            Step::Replay(s) => run_source(s, sink).await.map(|r| StepReport::Replay(Box::new(r))),
         }
     }
 }
@@ -127,6 +145,8 @@ pub enum StepReport {
     Metadata(Box<ClusterManifest>),
     /// The physical backup's report.
     Physical(Box<BackupReport>),
+    /// What a replay received and verified.
+    Replay(Box<BackupSummary>),
 }
 
 /// What a successful backup reported, step by step.
@@ -141,6 +161,14 @@ impl PlanReport {
     pub fn physical(&self) -> Option<&BackupReport> {
         self.steps.iter().find_map(|s| match s {
             StepReport::Physical(r) => Some(&**r),
+            _ => None,
+        })
+    }
+
+    /// The replay step's summary, if the plan had one.
+    pub fn replay(&self) -> Option<&BackupSummary> {
+        self.steps.iter().find_map(|s| match s {
+            StepReport::Replay(r) => Some(&**r),
             _ => None,
         })
     }
@@ -176,6 +204,11 @@ impl Plan {
         }
         steps.push(Step::Physical(PhysicalSource { config, options, run }));
         Ok(Self { steps })
+    }
+
+    /// A recorded session replayed into the sink (see [`pg_physical::replay`]).
+    pub fn replay(recording: impl Into<std::path::PathBuf>) -> Self {
+        Self { steps: vec![Step::Replay(ReplaySource { path: recording.into() })] }
     }
 
     /// Runs every step into `sink`, then finishes it; aborts it on the first failure or on

@@ -13,6 +13,7 @@
 
 pub mod command;
 pub mod pipeline;
+pub mod replay;
 pub mod source;
 mod stream;
 pub mod verify;
@@ -20,6 +21,7 @@ pub mod wal;
 
 pub use command::{BackupOptions, Checkpoint, Compression, ManifestChecksums, WalMethod};
 pub use pipeline::{BackupSummary, Pipeline};
+pub use replay::{ReplaySource, replay};
 pub use source::{BackupReport, CLIENT_NAME, PhysicalSource, RunOptions, ServerFacts, backup};
 
 /// Why a physical backup failed.

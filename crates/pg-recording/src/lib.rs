@@ -348,7 +348,7 @@ impl<R: Read> RecordingReader<R> {
 /// Which records of a recording make up the `BASE_BACKUP` response: the server bytes after the
 /// last [`BASE_BACKUP_MARK`] up to the first client record that follows a server record; all
 /// server bytes when there is no marker.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ResponseFilter {
     marked: bool,
     server_seen: bool,
@@ -386,6 +386,49 @@ impl ResponseFilter {
                 Take::Skip
             }
         }
+    }
+}
+
+/// Reads the `BASE_BACKUP` response of a recording (plain or gzip) one recorded read at a time,
+/// as [`replay`] selects it: memory stays bounded by the largest record. For callers that drive
+/// their own decoder (the physical pipeline's offline replay).
+#[derive(Debug)]
+pub struct ResponseReader<R: Read> {
+    reader: RecordingReader<R>,
+    filter: ResponseFilter,
+    taken: bool,
+}
+
+impl<R: Read> ResponseReader<R> {
+    /// Opens a recording.
+    pub fn new(recording: R) -> Result<Self, RecordingError> {
+        Ok(Self { reader: RecordingReader::new(recording)?, filter: ResponseFilter::default(), taken: false })
+    }
+
+    /// The recording's metadata.
+    pub fn meta(&self) -> &RecordingMeta {
+        self.reader.meta()
+    }
+
+    /// The next server bytes of the response; `None` at the end of the recording. A recording
+    /// holding a second `BASE_BACKUP` after response bytes were already returned is an error.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, RecordingError> {
+        while let Some(rec) = self.reader.next_record()? {
+            match self.filter.take(&rec) {
+                Take::Restart if self.taken => {
+                    return Err(RecordingError::BadRecord {
+                        offset: self.reader.offset,
+                        detail: "a second BASE_BACKUP marker after the first response".into(),
+                    });
+                }
+                Take::Restart | Take::Skip => {}
+                Take::Server(_) => {
+                    self.taken = true;
+                    return Ok(Some(rec.data));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

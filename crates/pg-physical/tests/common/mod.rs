@@ -29,7 +29,7 @@ pub(crate) async fn backup<S: record_sink::RecordSink>(
         Plan::physical(config.clone(), options.clone(), run.clone(), false).expect("a physical plan");
     match plan.run(sink, &CancellationToken::new()).await {
         Ok(report) => Ok(report.physical().expect("a physical report").clone()),
-        Err(BackupError::Step { error: StepError::Physical(e), .. }) => Err(e),
+        Err(BackupError::Step { error: StepError::Physical(e), .. }) => Err(*e),
         Err(e) => panic!("the orchestrator failed outside the physical step: {e:?}"),
     }
 }
