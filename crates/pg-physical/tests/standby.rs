@@ -6,6 +6,9 @@
 //! unfinished), as `pg_basebackup` fails (the server refuses to end a backup whose standby was
 //! promoted: "the standby was promoted during online backup").
 
+// The per-major figures (wall time, what failed and why) go to the test's stderr.
+#![allow(clippy::print_stderr)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
