@@ -70,6 +70,13 @@ impl BackupPlan {
         self.prepared.private_dir()
     }
 
+    /// The configuration of an ordinary connection to `db` with this plan's settings (inline
+    /// PEM files written, passfile applied): for the metadata collector that runs before the
+    /// dumps.
+    pub fn connection_config(&self, db: &str) -> Result<pg_config::Config, LogicalError> {
+        self.prepared.config_for(db)
+    }
+
     /// The sources, in order; the plan's own hold on the private directory goes with it (the
     /// directory lives as long as any source).
     pub fn into_sources(self) -> Vec<DumpSource> {

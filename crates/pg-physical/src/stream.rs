@@ -106,8 +106,9 @@ impl Streamer {
         let _ = self.end.send(Some(lsn));
     }
 
-    /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` (plus its
-    /// `archive_status/<segment>.done`) into the sink. Returns the number of segments.
+    /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` into the
+    /// sink, with `archive_status/<segment>.done` for each complete one. Returns the number of
+    /// segments.
     pub(crate) async fn finish_into<S: RecordSink>(mut self, sink: &mut S) -> Result<usize, PhysicalError> {
         let mut spool = match (self.done.take(), self.task.take()) {
             (Some(spool), _) => spool,
@@ -115,8 +116,11 @@ impl Streamer {
             (None, None) => return Err(PhysicalError::internal("the WAL receiver already failed")),
         };
         let segments = spool.finish()?;
+        // The last segment is complete only if the stream stopped on a segment boundary.
+        let complete =
+            segments.len().saturating_sub(usize::from(spool.position().0 % spool.segment_size() != 0));
         let now = SystemTime::now();
-        for (name, path) in &segments {
+        for (i, (name, path)) in segments.iter().enumerate() {
             let meta = Metadata::new(0o600, now);
             let size = spool.segment_size();
             let record = Record {
@@ -147,6 +151,12 @@ impl Streamer {
             }
             sink.end_file().await?;
             spool.remove(name).ok();
+            // Only complete segments are marked archived, as pg_basebackup does (receivelog.c):
+            // the one still being written when the backup ended gets more WAL once restored,
+            // and a `.done` would let the restored server recycle it without archiving it.
+            if i >= complete {
+                continue;
+            }
             let done = Record {
                 path: RecordPath::new(format!("/data/pg_wal/archive_status/{name}.done")).expect("valid"),
                 kind: EntryKind::File { size: Some(0) },
