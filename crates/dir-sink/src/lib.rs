@@ -250,7 +250,7 @@ impl Placement {
 }
 
 fn io_err(path: &Path, source: io::Error) -> SinkError {
-    SinkError::Io { path: path.display().to_string(), source }
+    SinkError::Io { path: path.display().to_string(), error: source }
 }
 
 /// Creates `dir` (and its parents) with mode 0700, or accepts it if it exists and is empty.

@@ -333,7 +333,7 @@ mod tests {
         assert!(with(&"x".repeat(64), false).check().is_err());
         let fetch = BackupOptions { slot: Some("s".into()), ..Default::default() };
         assert!(fetch.check().unwrap_err().to_string().contains("-X stream"));
-        let nameless = BackupOptions { create_slot: true, ..stream };
+        let nameless = BackupOptions { create_slot: true, ..stream.clone() };
         assert!(nameless.check().unwrap_err().to_string().contains("--slot"));
         // The slot does not change the BASE_BACKUP command.
         assert_eq!(with("s", true).command(17), BackupOptions { wal_method: WalMethod::Stream, ..Default::default() }.command(17));

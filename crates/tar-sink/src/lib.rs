@@ -158,7 +158,7 @@ enum Current {
 }
 
 fn io_err(path: &Path, source: io::Error) -> SinkError {
-    SinkError::Io { path: path.display().to_string(), source }
+    SinkError::Io { path: path.display().to_string(), error: source }
 }
 
 impl TarSink {
@@ -605,7 +605,7 @@ mod tests {
         let wants = sink.record(&rec(path, EntryKind::File { size: Some(body.len() as u64) }, 0o600)).await?;
         if wants == Wants::Body {
             for piece in body.chunks(700) {
-                sink.data(Bytes::copy_from_slice(piece)).await?;
+                assert_eq!(sink.data(Bytes::copy_from_slice(piece)).await?, Flow::Continue);
             }
         }
         sink.end_file().await
@@ -720,7 +720,7 @@ mod tests {
 
         let mut sink = TarSink::create(TarSinkOptions::new(TarTarget::Directory(out.clone()))).unwrap();
         sink.record(&rec("/data/x", EntryKind::File { size: Some(4) }, 0o600)).await.unwrap();
-        sink.data(Bytes::from_static(b"12")).await.unwrap();
+        assert_eq!(sink.data(Bytes::from_static(b"12")).await.unwrap(), Flow::Continue);
         let err = sink.end_file().await.unwrap_err();
         assert!(err.to_string().contains("2 bytes instead of the 4"), "{err}");
         let err = sink.record(&rec("/data/y", EntryKind::File { size: None }, 0o600)).await.unwrap_err();
