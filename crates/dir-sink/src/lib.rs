@@ -46,6 +46,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use record_sink::{EntryKind, Flow, Record, RecordPath, RecordSink, SinkError, Wants};
 
+mod tree;
+pub use tree::{TreeSink, TreeSinkStats};
+
 /// Name of the file that marks an unfinished data directory.
 pub const INCOMPLETE_MARKER: &str = "PGPLAKAR_BACKUP_INCOMPLETE";
 

@@ -1,6 +1,7 @@
 //! Driving a base backup over the project's own replication connection.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,6 +28,9 @@ pub struct RunOptions {
     pub record_to: Option<PathBuf>,
     /// Directory for the stream-mode WAL spool (the system temp dir by default).
     pub spool_dir: Option<PathBuf>,
+    /// Receives the server's estimate of the backup's size in bytes (the tablespace sizes of
+    /// `PROGRESS`) when the backup starts: for a progress display.
+    pub size_hint: Option<Arc<AtomicU64>>,
 }
 
 /// The facts the backup connection learnt before the backup began.
@@ -239,6 +243,10 @@ impl Running {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                if let (Event::BackupStart { tablespaces, .. }, Some(hint)) = (&event, &run.size_hint) {
+                    let kb: i64 = tablespaces.iter().filter_map(|t| t.size_kb).sum();
+                    hint.store(u64::try_from(kb).unwrap_or(0).saturating_mul(1024), Ordering::Relaxed);
+                }
                 match event {
                     Event::Done => {
                         self.decoder.finish()?;
