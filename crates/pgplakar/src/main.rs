@@ -1,7 +1,10 @@
 //! `pgplakar`: the project's command-line tool.
 //!
 //! Diagnostics go to stderr through `tracing`; stdout carries only what a command is asked to
-//! print (so it can be piped).
+//! print (so it can be piped), or the tar stream of `backup physical -Ft -D -`. The binary only
+//! parses options and wires library code: the orchestrator (`backup-plan`), the sources
+//! (`pg-physical`, `pg-logical`) and the sinks (`dir-sink`, `tar-sink`, `record_sink::NullSink`).
+//! See docs/cli.md.
 
 // The CLI's job is to print results on stdout; no plugin binary links this crate.
 #![allow(clippy::print_stdout)]
@@ -13,57 +16,183 @@ use clap::{Parser, Subcommand};
 mod backup;
 #[cfg(feature = "demo")]
 mod demo;
+mod inspect;
+mod logical;
+mod progress;
 mod replay;
+mod standby;
 mod verify;
 
-/// PostgreSQL backups with the project's own replication client.
+/// Exit codes (also in `pgplakar --help` and docs/cli.md).
+pub(crate) mod exit {
+    /// The command did what it was asked.
+    pub(crate) const OK: u8 = 0;
+    /// It failed (connection, server, disk, …); nothing usable was left behind.
+    pub(crate) const FAILED: u8 = 1;
+    /// The command line was wrong.
+    pub(crate) const USAGE: u8 = 2;
+    /// `verify` (or `replay`) found the backup different from its manifest.
+    pub(crate) const MISMATCH: u8 = 3;
+    /// Interrupted (Ctrl-C): the backup was aborted and cleaned up.
+    pub(crate) const INTERRUPTED: u8 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  pgplakar backup physical -d postgres+bin://replicator@db -D /srv/backup/pgdata
+  pgplakar backup physical -d 'host=db user=replicator' -Ft -D - > base.tar
+  pgplakar backup physical -d postgres+bin://replicator@db -D standby -R -X stream -S standby1 -C
+  pgplakar backup physical -d postgres+bin://replicator@db --dry-run --json
+  pgplakar verify /srv/backup/pgdata
+  pgplakar backup logical -d postgres://postgres@db/app -D /srv/backup/app
+  pgplakar restore logical /srv/backup/app -d postgres://postgres@newdb --create-db
+  pgplakar record -d postgres+bin://replicator@db -o backup.pgrec
+  pgplakar inspect backup.pgrec --json | jq .
+  pgplakar replay backup.pgrec -D /tmp/pgdata
+
+Exit codes: 0 success; 1 failure (nothing usable left behind); 2 bad command line;
+3 the backup does not match its manifest (verify, replay); 130 interrupted (Ctrl-C).
+Logs go to stderr (-v, -vv, or RUST_LOG); a progress bar when stderr is a terminal.";
+
+/// PostgreSQL backups with the project's own replication client: physical (like
+/// pg_basebackup, verified against backup_manifest while streaming) and logical (pg_dump).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = AFTER_HELP)]
 struct Cli {
     /// More log output on stderr (repeat for more); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Only errors on stderr, no progress bar.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Physical backup of a whole cluster into a data directory (like `pg_basebackup -Fp`,
-    /// verified against backup_manifest while it streams).
-    Backup(Box<backup::BackupArgs>),
-    /// Check a backup directory against its backup_manifest (sizes and checksums).
+    /// Back up a cluster: `physical` (a base backup) or `logical` (pg_dump).
+    #[command(subcommand)]
+    Backup(BackupKind),
+    /// Restore a logical backup (`restore logical DIR -d …`).
+    #[command(subcommand)]
+    Restore(RestoreKind),
+    /// Check a data directory or a tar backup against its backup_manifest (sizes and
+    /// checksums; missing and extra files).
     Verify(verify::VerifyArgs),
-    /// Decode a recorded replication stream offline and summarise it.
+    /// Record the raw replication stream of a base backup into a file (nothing else is
+    /// written); `inspect` and `replay` read it.
+    Record(Box<backup::RecordArgs>),
+    /// Show a recording message by message (human or --json lines).
+    Inspect(inspect::InspectArgs),
+    /// Decode a recording offline: a summary, or the data directory it holds (-D).
     Replay(replay::ReplayArgs),
-    /// Run the main job on a throwaway local PostgreSQL cluster: back up, restore, verify.
+    /// Run the main job on a throwaway local PostgreSQL cluster: a physical and a logical
+    /// backup, both restored and checked, and a short report.
     #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum BackupKind {
+    /// A base backup of the whole cluster into a data directory (-Fp), tar files (-Ft, `-D -`
+    /// for stdout) or nowhere (--dry-run), verified against backup_manifest while it streams.
+    Physical(Box<backup::PhysicalArgs>),
+    /// pg_dump of one database (globals.sql + <db>.dump) or of the cluster (all.sql) into a
+    /// directory.
+    Logical(Box<logical::BackupArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum RestoreKind {
+    /// Restore a directory written by `backup logical` (pg_restore / psql).
+    Logical(Box<logical::RestoreArgs>),
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let ui = progress::Ui::new(cli.quiet);
     let result = match cli.command {
-        Command::Backup(args) => backup::run(*args),
+        Command::Backup(BackupKind::Physical(args)) => backup::run_physical(*args, &ui),
+        Command::Backup(BackupKind::Logical(args)) => logical::run_backup(*args, &ui),
+        Command::Restore(RestoreKind::Logical(args)) => logical::run_restore(*args, &ui),
         Command::Verify(args) => verify::run(args),
-        Command::Replay(args) => replay::run(args),
+        Command::Record(args) => backup::run_record(*args, &ui),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Replay(args) => replay::run(args, &ui),
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
+            let code = if e.downcast_ref::<Interrupted>().is_some() { exit::INTERRUPTED } else { exit::FAILED };
+            tracing::error!("{}", explain(&e));
+            ExitCode::from(code)
         }
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
+/// The error of an interrupted command.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: the backup was aborted and what it wrote removed")]
+pub(crate) struct Interrupted;
+
+/// The error with its causes, and what to do next when the cause is a known one.
+fn explain(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let hint = hint(&text);
+    match hint {
+        Some(h) => format!("{text}\n  hint: {h}"),
+        None => text,
+    }
+}
+
+/// A next step for errors whose cause is common and fixable by the user.
+fn hint(text: &str) -> Option<&'static str> {
+    let t = text.to_lowercase();
+    if t.contains("no pg_hba.conf entry for replication") {
+        Some(
+            "the server refused a replication connection: add `host replication <user> <client address>/32 \
+             scram-sha-256` to pg_hba.conf and reload the server",
+        )
+    } else if t.contains("no pg_hba.conf entry") {
+        Some("the server refused the connection: add a line for this user and address to pg_hba.conf and reload")
+    } else if t.contains("must be superuser or replication role")
+        || t.contains("permission denied to start wal sender")
+        || t.contains("permission denied to use replication")
+    {
+        Some("the role may not replicate: ALTER ROLE <user> REPLICATION (or use a role that has it)")
+    } else if t.contains("password authentication failed") {
+        Some("check the user and password (PGPASSWORD, ~/.pgpass or the connection string)")
+    } else if t.contains("connection refused") {
+        Some("is the server running and listening on that host and port (listen_addresses, port)?")
+    } else if t.contains("number of requested standby connections exceeds")
+        || t.contains("max_wal_senders")
+    {
+        Some("raise max_wal_senders on the server (a backup needs one, two with -X stream)")
+    } else if t.contains("replication slot") && t.contains("already exists") {
+        Some("the slot exists: drop -C to use it, or pick another name with -S")
+    } else if t.contains("exists but is not empty") {
+        Some("give a new or empty directory")
+    } else {
+        None
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,pgplakar=info",
+        (false, 1) => "info",
+        (false, 2) => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -73,7 +202,44 @@ fn init_logging(verbose: u8) {
 
 /// The runtime of a command: one thread. The benchmark (docs/benchmarks.md) measured a
 /// multi-thread runtime handing every socket read between threads; the directory sink
-/// writes on a thread of its own anyway.
+/// writes where the records arrive.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Runs `fut` until it finishes or Ctrl-C cancels `cancel` (the orchestrator then aborts the
+/// sink, which removes what it wrote).
+fn run_cancellable<F, T>(cancel: &backup_plan::CancellationToken, fut: F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let rt = runtime()?;
+    rt.block_on(async {
+        let token = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("interrupted: aborting");
+                token.cancel();
+            }
+        });
+        fut.await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_for_common_causes() {
+        let h = hint("FATAL: no pg_hba.conf entry for replication connection from host \"10.0.0.1\"").unwrap();
+        assert!(h.contains("host replication"));
+        assert!(hint("all is well").is_none());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }
