@@ -34,6 +34,7 @@ per_major!(fn backup_verify_replay(major) {
     let conn = format!("postgres+bin://postgres@127.0.0.1:{}?sslmode=disable", cluster.port());
     let out = ok(pgplakar(&[
         "backup",
+        "physical",
         "-d",
         &conn,
         "-D",
@@ -67,7 +68,7 @@ per_major!(fn backup_verify_replay(major) {
 
 #[test]
 fn refuses_a_database_in_a_physical_uri() {
-    let out = pgplakar(&["backup", "-d", "postgres+bin://u@localhost/mydb", "-D", "/nonexistent/x"]);
+    let out = pgplakar(&["backup", "physical", "-d", "postgres+bin://u@localhost/mydb", "-D", "/nonexistent/x"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a physical backup is the whole cluster"), "{err}");
@@ -114,6 +115,7 @@ fn a_metadata_failure_fails_the_backup() {
     let conn = format!("postgres+bin://rep@127.0.0.1:{}?sslmode=disable", cluster.port());
     let out = pgplakar(&[
         "backup",
+        "physical",
         "-d",
         &conn,
         "-D",
@@ -129,7 +131,7 @@ fn a_metadata_failure_fails_the_backup() {
     assert!(!data.join("base").exists(), "the base backup ran");
     // Without the metadata the same role backs up fine.
     let data2 = scratch.path().join("pgdata2");
-    ok(pgplakar(&["backup", "-d", &conn, "-D", data2.to_str().unwrap()]));
+    ok(pgplakar(&["backup", "physical", "-d", &conn, "-D", data2.to_str().unwrap()]));
     assert!(data2.join("PG_VERSION").exists());
 }
 
@@ -167,7 +169,7 @@ fn nested_errors_show_each_cause_once() {
     for (i, metadata) in [false, true].into_iter().enumerate() {
         let data = scratch.path().join(format!("refused{i}"));
         let meta = scratch.path().join(format!("refused-meta{i}"));
-        let mut args = vec!["backup", "-d", refused, "-D", data.to_str().unwrap()];
+        let mut args = vec!["backup", "physical", "-d", refused, "-D", data.to_str().unwrap()];
         if metadata {
             args.extend(["--metadata-dir", meta.to_str().unwrap()]);
         }
@@ -184,7 +186,7 @@ fn nested_errors_show_each_cause_once() {
     for (i, metadata) in [false, true].into_iter().enumerate() {
         let data = scratch.path().join(format!("password{i}"));
         let meta = scratch.path().join(format!("password-meta{i}"));
-        let mut args = vec!["backup", "-d", &conn, "-D", data.to_str().unwrap()];
+        let mut args = vec!["backup", "physical", "-d", &conn, "-D", data.to_str().unwrap()];
         if metadata {
             args.extend(["--metadata-dir", meta.to_str().unwrap()]);
         }

@@ -20,7 +20,9 @@
 //!
 //! Members are POSIX ustar, with a pax extended header for a path or link target that ustar
 //! cannot hold; an archive ends with two zero blocks. Nothing is buffered beyond one write
-//! buffer: a file's size comes from its record, so every header is written before its body.
+//! buffer: a file's size comes from its record, so every header is written before its body. The
+//! one exception is a stream's file of unknown size (the `backup_manifest` the physical source
+//! passes through as it arrives): it is spooled to a private temporary file, then written.
 //!
 //! Failure: until [`RecordSink::finish`] there is no `backup_manifest` and no archive has its
 //! end-of-archive blocks, so an interrupted backup cannot pass for a good one; on
@@ -29,7 +31,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -153,6 +155,9 @@ enum Current {
     Member { archive: Option<String>, remaining: u64, size: u64, path: String },
     /// A plain file (backup_manifest, extra records).
     Plain { file: BufWriter<File>, path: PathBuf },
+    /// A file of unknown size in a stream (the `backup_manifest` a source passes through as it
+    /// arrives): spooled to a temporary file, written as a member once its size is known.
+    Spooled { record: Record, rel: String, spool: BufWriter<File>, path: PathBuf, size: u64 },
     /// A skipped file.
     Skipping,
 }
@@ -306,9 +311,44 @@ impl TarSink {
         }
     }
 
+    /// Writes a spooled file as a member of the stream.
+    fn write_spooled(
+        &mut self,
+        record: &mut Record,
+        rel: &str,
+        spool: BufWriter<File>,
+        path: &Path,
+        size: u64,
+    ) -> Result<(), SinkError> {
+        let mut file = spool.into_inner().map_err(|e| io_err(path, e.into_error()))?;
+        record.kind = EntryKind::File { size: Some(size) };
+        let header = member_header(record, rel, None, size)?;
+        self.write_to(None, &header)?;
+        file.seek(io::SeekFrom::Start(0)).map_err(|e| io_err(path, e))?;
+        let mut buf = vec![0u8; BUFFER];
+        let mut left = size;
+        while left > 0 {
+            let n = file.read(&mut buf).map_err(|e| io_err(path, e))?;
+            if n == 0 {
+                return Err(io_err(path, io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.write_to(None, &buf[..n])?;
+            left = left.saturating_sub(n as u64);
+        }
+        self.stats.files += 1;
+        self.stats.bytes += size;
+        let pad = padding(size);
+        if pad > 0 {
+            self.write_to(None, &[0u8; BLOCK][..pad])?;
+        }
+        Ok(())
+    }
+
     fn remove_created(&mut self) {
         self.archives.clear();
-        self.current = None;
+        if let Some(Current::Spooled { path, .. }) = self.current.take() {
+            let _ = fs::remove_file(path);
+        }
         for path in self.created.iter().rev() {
             if let Err(e) = fs::remove_file(path)
                 && e.kind() != io::ErrorKind::NotFound
@@ -329,6 +369,23 @@ enum Place {
     Member(Option<String>, String),
     Plain(PathBuf, Option<PathBuf>),
     Nowhere,
+}
+
+/// A new private temporary file (memory stays bounded whatever the size of what it holds).
+fn spool_file() -> Result<(PathBuf, File), SinkError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir();
+    for _ in 0..100 {
+        let name = format!("tar-sink-{}-{}.spool", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let path = dir.join(name);
+        match OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(&path, e)),
+        }
+    }
+    Err(SinkError::Refused(format!("cannot create a spool file in {}", dir.display())))
 }
 
 fn new_file(path: &Path) -> Result<File, SinkError> {
@@ -447,6 +504,17 @@ impl RecordSink for TarSink {
                 let in_data = archive.as_deref().is_none_or(|a| a == "base.tar");
                 let (size, link) = match &record.kind {
                     EntryKind::File { size: Some(size) } => (*size, None),
+                    EntryKind::File { size: None } if archive.is_none() => {
+                        let (path, file) = spool_file()?;
+                        self.current = Some(Current::Spooled {
+                            record: record.clone(),
+                            rel,
+                            spool: BufWriter::with_capacity(BUFFER, file),
+                            path,
+                            size: 0,
+                        });
+                        return Ok(Wants::Body);
+                    }
                     EntryKind::File { size: None } => {
                         return Err(SinkError::Refused(format!(
                             "{}: tar output needs the size of each file in advance",
@@ -503,6 +571,12 @@ impl RecordSink for TarSink {
                 self.current = Some(Current::Plain { file, path });
                 Ok(Flow::Continue)
             }
+            Some(Current::Spooled { record, rel, mut spool, path, size }) => {
+                spool.write_all(&chunk).map_err(|e| io_err(&path, e))?;
+                let size = size + chunk.len() as u64;
+                self.current = Some(Current::Spooled { record, rel, spool, path, size });
+                Ok(Flow::Continue)
+            }
             Some(Current::Skipping) => Err(SinkError::Protocol("data for a skipped file".into())),
             None => Err(SinkError::Protocol("data outside a file".into())),
         }
@@ -529,6 +603,11 @@ impl RecordSink for TarSink {
                     file.sync_all().map_err(|e| io_err(&path, e))?;
                 }
                 Ok(())
+            }
+            Some(Current::Spooled { mut record, rel, spool, path, size }) => {
+                let result = self.write_spooled(&mut record, &rel, spool, &path, size);
+                let _ = fs::remove_file(&path);
+                result
             }
             Some(Current::Skipping) => Ok(()),
             None => Err(SinkError::Protocol("end_file outside a file".into())),
@@ -693,11 +772,17 @@ mod tests {
         let out = Shared::default();
         let mut sink = TarSink::create(TarSinkOptions::new(TarTarget::Stream(Box::new(out.clone())))).unwrap();
         file(&mut sink, "/data/PG_VERSION", b"17\n").await.unwrap();
-        file(&mut sink, "/data/backup_manifest", b"manifest").await.unwrap();
+        let manifest = rec("/data/backup_manifest", EntryKind::File { size: None }, 0o600);
+        assert_eq!(sink.record(&manifest).await.unwrap(), Wants::Body);
+        for piece in [&b"mani"[..], b"fest"] {
+            assert_eq!(sink.data(Bytes::copy_from_slice(piece)).await.unwrap(), Flow::Continue);
+        }
+        sink.end_file().await.unwrap();
         sink.finish().await.unwrap();
         let bytes = out.0.lock().unwrap().clone();
         let m = members(&bytes);
         assert_eq!(m.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["PG_VERSION", "backup_manifest"]);
+        assert_eq!(m[1].2, b"manifest");
         assert_eq!(bytes.len() % BLOCK, 0);
         assert!(bytes.ends_with(&[0; 1024]));
 
