@@ -128,7 +128,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Replay(args) => replay::run(args, &ui),
         #[cfg(feature = "demo")]
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => demo::run(args).map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),
