@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use pg_config::{Config, Password};
 
+pub mod logical;
 pub mod physical;
 
 /// Keys every connector accepts (connection and TLS, tools directory).
@@ -36,32 +37,28 @@ pub const SHARED_KEYS: &[&str] = &[
 /// Keys of `postgresqlBinImporter` (`postgres+bin://`): the shared ones only.
 pub const BIN_IMPORTER_KEYS: &[&str] = SHARED_KEYS;
 
-/// Keys of `postgresqlImporter` (`postgres://`) beyond the shared ones.
-pub const LOGICAL_IMPORTER_EXTRA_KEYS: &[&str] =
-    &["database", "exclude_databases", "compress", "schema_only", "data_only"];
-
-/// Keys of `postgresqlExporter` (`postgres://`) beyond the shared ones.
-pub const EXPORTER_EXTRA_KEYS: &[&str] = &[
-    "database",
-    "no_owner",
-    "schema_only",
-    "data_only",
-    "exit_on_error",
-    "databases",
-    "clean",
-    "recreate",
-    "no_globals",
-];
-
 /// The keys a connector accepts.
+///
+/// The logical connectors take [`pg_logical`]'s key sets, which parse them
+/// ([`pg_logical::options`]); the physical one takes [`BIN_IMPORTER_KEYS`].
 pub fn accepted_keys(connector: Connector) -> Vec<&'static str> {
-    let mut keys = SHARED_KEYS.to_vec();
     match connector {
-        Connector::BinImporter => {}
-        Connector::Importer => keys.extend_from_slice(LOGICAL_IMPORTER_EXTRA_KEYS),
-        Connector::Exporter => keys.extend_from_slice(EXPORTER_EXTRA_KEYS),
+        Connector::BinImporter => BIN_IMPORTER_KEYS.to_vec(),
+        Connector::Importer => pg_logical::options::CONNECTION_KEYS
+            .iter()
+            .chain(pg_logical::options::BACKUP_KEYS)
+            .copied()
+            .collect(),
+        Connector::Exporter => {
+            let mut keys: Vec<&str> = pg_logical::options::CONNECTION_KEYS.to_vec();
+            for k in pg_logical::options::RESTORE_KEYS {
+                if !keys.contains(k) {
+                    keys.push(k);
+                }
+            }
+            keys
+        }
     }
-    keys
 }
 
 /// The three connectors.
