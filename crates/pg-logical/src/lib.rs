@@ -92,6 +92,9 @@ pub mod fuzzing {
             (Ok(Progress::NeedMore(_)), Ok(Progress::NeedMore(_))) => {}
             other => panic!("whole and byte-wise reads disagree: {other:?}"),
         }
+        for name in crate::restore::roles_in_database_properties(data) {
+            assert!(!name.is_empty());
+        }
     }
 
     /// Record names (untrusted: they come from a snapshot) and database names (bytes): the
