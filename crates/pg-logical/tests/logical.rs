@@ -525,6 +525,12 @@ fn restore_refusals() {
     let files = files_of(&sink);
     let order = pg_logical::restore_order(files.iter().map(|(p, _)| p.as_str()));
     assert_eq!(order, ["/globals.sql", "/app.dump"]);
+    // The roles, for what follows.
+    let mut r = rt
+        .block_on(Restorer::new(restore_options(&[("location", &dst_loc), ("restore_globals", "true")])))
+        .unwrap();
+    let globals = vec![("/globals.sql".to_owned(), sink.file("/globals.sql").body.clone())];
+    assert!(rt.block_on(restore_walk(&mut r, &globals))[0].1.is_ok());
 
     // `database` names one target: a second dump in the same walk is refused (each dump goes
     // to its own database when it is unset); create_db on an existing database is refused.
