@@ -35,8 +35,10 @@
 //! them (depth-first, names sorted) and dispatches by name: `*.dump` → `pg_restore` (`-C` from
 //! `postgres` with `create_db`), `globals.sql` → `psql` when `restore_globals`, `all.sql` →
 //! `psql`, `manifest.json` read and not restored; the Go plugin's later layout
-//! (`/00000-globals.sql`, `/NNNNN-<db>.dump`) too. See [`restore`] for the ordering rule of
-//! `globals.sql`.
+//! (`/00000-globals.sql`, `/NNNNN-<db>.dump`) too. A dump that arrives before `globals.sql`
+//! is restored in one pass: its table of contents ([`archive`]) is kept, missing owners are
+//! created as placeholders, and its privileges and other role-dependent entries are restored
+//! once `globals.sql` ran (or at [`Restorer::finish`]); see [`restore`].
 //!
 //! # Supervision
 //!
