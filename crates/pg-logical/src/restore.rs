@@ -231,11 +231,11 @@ impl Restorer {
             Ok(c) => c,
             Err(e) if e.code() == Some(INVALID_CATALOG_NAME) => {
                 pg_conn::Client::connect(&prepared.config_for("template1")?).await.map_err(|source| {
-                    LogicalError::Connect { what: "connecting to the target".into(), source }
+                    LogicalError::Connect { what: "connecting to the target".into(), error: source }
                 })?
             }
             Err(source) => {
-                return Err(LogicalError::Connect { what: "connecting to the target".into(), source });
+                return Err(LogicalError::Connect { what: "connecting to the target".into(), error: source });
             }
         };
         let target_major = client
@@ -387,7 +387,7 @@ impl Restorer {
             Err(source) => {
                 return Err(LogicalError::Connect {
                     what: format!("connecting to database {target:?}"),
-                    source,
+                    error: source,
                 });
             }
         };
@@ -457,7 +457,7 @@ impl Restorer {
         let path = self.prepared.private_dir().join(format!("list-{}", self.lists));
         let text: String = ids.map(|id| format!("{id}\n")).collect();
         std::fs::write(&path, text)
-            .map_err(|source| LogicalError::TempFile { what: "pg_restore list".into(), source })?;
+            .map_err(|source| LogicalError::TempFile { what: "pg_restore list".into(), error: source })?;
         Ok(path)
     }
 
@@ -527,13 +527,16 @@ impl Restorer {
             Ok(c) => c,
             Err(e) if e.code() == Some(INVALID_CATALOG_NAME) => {
                 pg_conn::Client::connect(&self.prepared.config_for("template1")?).await.map_err(|source| {
-                    LogicalError::Connect { what: "connecting to create placeholder roles".into(), source }
+                    LogicalError::Connect {
+                        what: "connecting to create placeholder roles".into(),
+                        error: source,
+                    }
                 })?
             }
             Err(source) => {
                 return Err(LogicalError::Connect {
                     what: "connecting to create placeholder roles".into(),
-                    source,
+                    error: source,
                 });
             }
         };
@@ -551,7 +554,7 @@ impl Restorer {
                     let _ = client.close().await;
                     return Err(LogicalError::Connect {
                         what: format!("{path}: creating the placeholder role {name:?}"),
-                        source,
+                        error: source,
                     });
                 }
             }
