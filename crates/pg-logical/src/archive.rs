@@ -94,6 +94,8 @@ pub struct TocEntry {
     pub defn: Option<Vec<u8>>,
     /// Dump ids this entry depends on.
     pub deps: Vec<i32>,
+    /// Whether it has a data block (`TABLE DATA`, `BLOBS`, …).
+    pub has_data: bool,
 }
 
 impl TocEntry {
@@ -292,7 +294,7 @@ impl TocReader {
         if dump_id <= 0 {
             return Err(c.bad(format!("dump id {dump_id} out of range")));
         }
-        c.int()?; // had dumper
+        let has_data = c.int()? != 0;
         c.string()?; // table OID
         c.string()?; // OID
         let tag = c.text()?.unwrap_or_default();
@@ -328,7 +330,7 @@ impl TocReader {
         c.byte()?; // data offset flag
         c.bytes(self.off_size)?;
         let defn = if TocEntry::keeps_defn(&desc, &tag) { defn.map(<[u8]>::to_vec) } else { None };
-        self.entries.push(TocEntry { dump_id, desc, tag, owner, defn, deps });
+        self.entries.push(TocEntry { dump_id, desc, tag, owner, defn, deps, has_data });
         self.pos = c.pos;
         Ok(self.entries.len() == count)
     }
@@ -529,6 +531,8 @@ mod fuzz_replay {
                 String::from_utf8_lossy(props.defn.as_deref().unwrap())
                     .contains("ALTER ROLE bob IN DATABASE app")
             );
+            assert!(e.iter().filter(|e| e.desc == "TABLE DATA").all(|e| e.has_data), "{name}");
+            assert!(e.iter().filter(|e| e.desc.contains("ACL")).all(|e| !e.has_data), "{name}");
             let view = e.iter().find(|e| e.tag == "big_customers").unwrap();
             assert_eq!(view.owner.as_deref(), Some("rôle spécial".as_bytes()), "{name}");
         }

@@ -936,10 +936,11 @@ fn split_entries(entries: &[TocEntry], create_db: bool) -> Split {
     let mut deferred: BTreeSet<i32> = BTreeSet::new();
     // Whatever depends on a deferred entry is deferred too (TOC entries only depend on
     // earlier ones, so one pass in archive order is a closure; a second pass covers archives
-    // that are not so ordered).
+    // that are not so ordered). Never an entry with a data block: the deferred run reads only
+    // the head.
     for _ in 0..2 {
         for e in entries {
-            if deferred_kind(e) || e.deps.iter().any(|d| deferred.contains(d)) {
+            if !e.has_data && (deferred_kind(e) || e.deps.iter().any(|d| deferred.contains(d))) {
                 deferred.insert(e.dump_id);
             }
         }
@@ -1015,6 +1016,7 @@ mod tests {
             owner: Some(b"alice".to_vec()),
             defn: defn.map(|d| d.as_bytes().to_vec()),
             deps: deps.to_vec(),
+            has_data: desc == "TABLE DATA",
         }
     }
 
@@ -1036,9 +1038,10 @@ mod tests {
             entry(18, "EVENT TRIGGER", "e", &[], None),
             entry(19, "COMMENT", "EVENT TRIGGER e", &[18], None),
             entry(20, "USER MAPPING", "USER MAPPING bob SERVER s", &[], None),
+            entry(21, "TABLE DATA", "odd", &[11], None),
         ];
         let s = split_entries(&entries, true);
-        assert_eq!(s.main, [1, 2, 4, 10, 12, 13]);
+        assert_eq!(s.main, [1, 2, 4, 10, 12, 13, 21], "data never waits for the roles");
         assert_eq!(s.deferred, [11, 14, 15, 16, 17, 18, 19, 20]);
         assert_eq!(s.database_acl.as_deref(), Some(&b"GRANT CONNECT ON DATABASE app TO bob;\n"[..]));
         // Without create_db, pg_restore would not restore the database's ACL either.
