@@ -689,13 +689,13 @@ fn inline_pem_over_verify_full_tls_with_a_client_certificate() {
 // major's archive format goes through the one-pass split (the PG 15 tests cover both orders).
 pg_testkit::per_major!(fn round_trip(major) {
     let src = cluster(major, &[]);
-    make_shop(&src, "app");
+    make_rich(&src, "app");
     let rt = rt();
     let sink = rt
         .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("app")))])))
         .unwrap();
     let dst = cluster(major.max(14), &[]);
-    let mut r = rt
+    let r = rt
         .block_on(Restorer::new(restore_options(&[
             ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
             ("create_db", "true"),
@@ -703,13 +703,16 @@ pg_testkit::per_major!(fn round_trip(major) {
         ])))
         .unwrap();
     assert_eq!(r.tools().major, major.max(14));
-    let out = rt.block_on(restore_walk(&mut r, &files_of(&sink)));
+    let (out, report) = rt.block_on(restore_walk_finish(r, &files_of(&sink)));
     for (path, o) in &out {
         assert!(matches!(o, Ok(FileOutcome::Restored { warnings }) if warnings.is_empty()), "{path}: {o:?}");
     }
+    assert_eq!(report.placeholders, ["alice", "bob", "rôle spécial"], "the dump was split: {report:?}");
+    assert_eq!(report.failures().count(), 0, "{report:?}");
     assert_eq!(schema_of(&dst, "app"), schema_of(&src, "app"));
     assert_eq!(rows(&dst, "app"), rows(&src, "app"));
     assert_eq!(password_hashes(&dst), password_hashes(&src));
+    assert_eq!(privileges(&dst, "app"), privileges(&src, "app"));
 });
 
 /// [`make_shop`] plus what needs roles beyond the owners: a role that is only a grantee
