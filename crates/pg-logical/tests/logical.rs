@@ -875,30 +875,50 @@ fn one_pass_restore_without_globals_applies_privileges_at_finish() {
     );
 }
 
-/// A head (header and TOC) larger than the limit is not kept: the dump fails with a message
-/// that says how to proceed; globals.sql is still restored.
+/// Only the head (header and TOC) of a dump that waits for globals.sql is kept, never its
+/// data: a 13 MB dump restores with a 256 KiB limit (the TOC and at most one 64 KiB chunk).
+/// A head beyond the limit fails the dump with a message that says how to proceed;
+/// globals.sql is still restored.
 #[test]
-fn one_pass_restore_refuses_a_head_beyond_the_limit() {
+fn one_pass_restore_keeps_only_the_head() {
     let src = cluster(15, &[]);
     make_shop(&src, "app");
+    src.sql_db(
+        "app",
+        "CREATE TABLE big AS SELECT g, md5(g::text) AS h FROM generate_series(1, 300000) g;
+         ALTER TABLE big OWNER TO alice; GRANT SELECT ON big TO bob;",
+    )
+    .unwrap();
     let rt = rt();
     let sink = rt
         .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("app")))])))
         .unwrap();
-    let dst = cluster(15, &[]);
-    let mut restorer = rt
-        .block_on(Restorer::new(restore_options(&[
-            ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
-            ("create_db", "true"),
-            ("restore_globals", "true"),
-        ])))
-        .unwrap();
-    restorer.set_head_limit(1024);
-    let (out, report) = rt.block_on(restore_walk_finish(restorer, &files_of(&sink)));
-    let e = out[0].1.as_ref().unwrap_err();
-    assert!(e.contains("larger than") && e.contains("restore globals.sql first"), "{e}");
-    assert!(out[1].1.is_ok(), "{out:?}");
-    assert!(report.placeholders.is_empty());
-    assert_eq!(dst.sql("SELECT count(*) FROM pg_database WHERE datname = 'app'").unwrap(), "0");
-    assert_eq!(password_hashes(&dst), password_hashes(&src));
+    assert!(sink.file("/app.dump").body.len() > 10_000_000, "{}", sink.file("/app.dump").body.len());
+    for (limit, fits) in [(256 * 1024, true), (1024, false)] {
+        let dst = cluster(15, &[]);
+        let mut restorer = rt
+            .block_on(Restorer::new(restore_options(&[
+                ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
+                ("create_db", "true"),
+                ("restore_globals", "true"),
+            ])))
+            .unwrap();
+        restorer.set_head_limit(limit);
+        let (out, report) = rt.block_on(restore_walk_finish(restorer, &files_of(&sink)));
+        assert!(out[1].1.is_ok(), "{out:?}");
+        assert_eq!(password_hashes(&dst), password_hashes(&src));
+        if fits {
+            assert!(out[0].1.is_ok(), "{out:?}");
+            assert_eq!(report.failures().count(), 0, "{report:?}");
+            assert_eq!(rows(&dst, "app"), rows(&src, "app"));
+            let q =
+                "SELECT count(*), sum(g), relacl::text FROM big, pg_class WHERE relname = 'big' GROUP BY 3";
+            assert_eq!(dst.sql_db("app", q).unwrap(), src.sql_db("app", q).unwrap());
+        } else {
+            let e = out[0].1.as_ref().unwrap_err();
+            assert!(e.contains("larger than") && e.contains("restore globals.sql first"), "{e}");
+            assert!(report.placeholders.is_empty());
+            assert_eq!(dst.sql("SELECT count(*) FROM pg_database WHERE datname = 'app'").unwrap(), "0");
+        }
+    }
 }
