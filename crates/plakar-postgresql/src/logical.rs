@@ -152,7 +152,15 @@ impl Exporter {
                 }
             }
         }
-        let _report = restorer.finish();
+        // The deferred parts of dumps that came before globals.sql are restored now; their
+        // failures fail the restore too (the entries' results are already sent).
+        let report = restorer.finish().await;
+        for (p, m) in report.failures() {
+            let line = format!("{p}: {m}");
+            if !failed.contains(&line) {
+                failed.push(line);
+            }
+        }
         if failed.is_empty() {
             Ok(())
         } else {
