@@ -11,6 +11,8 @@
 //! Variants: buffered small files (the default) and every file streamed one at a time
 //! (`PLAKAR_PG_BUFFER_THRESHOLD=0`). Prints MB/s, the ratio to native, and the plugin's peak RSS.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line benchmark
+
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

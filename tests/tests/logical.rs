@@ -2,6 +2,8 @@
 //! one database with its globals into a fresh cluster, the whole cluster through `all.sql`, a
 //! failing restore that fails `Export`, and a bad option that fails `Init`.
 
+#![allow(clippy::print_stderr)] // notes about what a major cannot do, in the test output
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
