@@ -374,7 +374,7 @@ where
     let result = stdio::serve_connection(io, tonic::service::Routes::new(server)).await;
     tracing::debug!("connection closed");
     shared.shut_down().await;
-    result
+    peer_gone_is_ok(result)
 }
 
 /// Serves the exporter on `io` until the host closes the connection (see [`serve_importer`]).
@@ -391,7 +391,7 @@ where
     let result = stdio::serve_connection(io, tonic::service::Routes::new(server)).await;
     tracing::debug!("connection closed");
     shared.shut_down().await;
-    result
+    peer_gone_is_ok(result)
 }
 
 /// Everything a plugin process does before serving: guard stdout, start logging, refuse argv
@@ -452,6 +452,40 @@ pub fn run_exporter<F: ExporterFactory>(name: &str, factory: F) -> ! {
         serve_exporter(factory, io).await.map_err(std::io::Error::other)
     });
     finish_process(name, result)
+}
+
+/// The host closing the pipes (even before its first request, or mid-frame when it is killed)
+/// is the normal end of a plugin's life, not a failure.
+fn peer_gone_is_ok(result: Result<(), hyper::Error>) -> Result<(), hyper::Error> {
+    match result {
+        Err(e) if peer_gone(&e) => {
+            tracing::debug!("the host closed the connection: {e}");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn peer_gone(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_closed() || e.is_canceled() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+            );
+        }
+        if s.to_string().contains("connection closed before reading preface") {
+            return true;
+        }
+        source = s.source();
+    }
+    e.to_string().contains("connection closed before reading preface")
 }
 
 fn finish_process(name: &str, result: std::io::Result<()>) -> ! {
