@@ -8,6 +8,8 @@ use crate::{WalErrorKind, WalParams, WalReader};
 use pg_wire::replication::Lsn;
 
 const SEG: u32 = 1 << 20;
+
+type Segments = Vec<(u64, Vec<u8>)>;
 const BLOCK: u32 = 1024;
 
 /// A WAL starting three pages before the end of segment 0: records inside pages, across pages
@@ -146,7 +148,7 @@ fn each_check_says_what_and_where() {
     let all = segs(&wal);
     let block = BLOCK as usize;
     let page = |i: usize| SEG as usize - 3 * block + i * block; // pages from the start page
-    let check = |f: &dyn Fn(&mut Vec<(u64, Vec<u8>)>), want: &dyn Fn(&WalErrorKind) -> bool| {
+    let check = |f: &dyn Fn(&mut Segments), want: &dyn Fn(&WalErrorKind) -> bool| {
         let mut d = all.clone();
         f(&mut d);
         let e = run(&params(start), end, &d, 4096).unwrap_err();
