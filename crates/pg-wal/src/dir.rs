@@ -30,6 +30,18 @@ pub enum DirError {
         /// The range's end.
         end: Lsn,
     },
+    /// The directory holds no segment file at all (e.g. an emptied `pg_wal`).
+    #[error("{path}: no WAL segment; the range (timeline {timeline}, {start} to {end}) needs WAL")]
+    NoSegments {
+        /// The directory.
+        path: String,
+        /// The range's timeline.
+        timeline: u32,
+        /// The range's start.
+        start: Lsn,
+        /// The range's end.
+        end: Lsn,
+    },
     /// A file could not be read.
     #[error("{path}: {detail}")]
     Io {
@@ -52,6 +64,11 @@ pub struct Expect {
     pub major: Option<u32>,
 }
 
+fn has_segment_files(wal_dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(wal_dir) else { return false };
+    entries.flatten().any(|e| parse_segment_name(e.file_name().as_encoded_bytes(), 1 << 20).is_some())
+}
+
 /// The segment size of the WAL in `wal_dir`, from the long header of one of its segment files
 /// (one of `timeline` preferred); `None` when there is none to read.
 pub fn probe_segment_size(wal_dir: &Path, timeline: u32) -> Option<u32> {
@@ -59,7 +76,7 @@ pub fn probe_segment_size(wal_dir: &Path, timeline: u32) -> Option<u32> {
     for entry in fs::read_dir(wal_dir).ok()?.flatten() {
         let name = entry.file_name();
         let bytes = name.as_encoded_bytes();
-        if bytes.len() == 24 && parse_segment_name(bytes, DEFAULT_SEGMENT_SIZE).is_some() {
+        if parse_segment_name(bytes, 1 << 20).is_some() {
             let tli = std::str::from_utf8(&bytes[..8]).ok().and_then(|t| u32::from_str_radix(t, 16).ok());
             candidates.push((tli != Some(timeline), entry.path()));
         }
@@ -83,18 +100,21 @@ pub fn verify_range(
     end: Lsn,
     expect: &Expect,
 ) -> Result<WalSummary, DirError> {
-    let segment_size = probe_segment_size(wal_dir, timeline);
-    let missing = |segno: u64, size: u32| DirError::MissingSegment {
-        path: wal_dir.join(segment_name(timeline, segno, size)).display().to_string(),
+    if start >= end {
+        return Ok(WalSummary { last_record_end: start, ..WalSummary::default() });
+    }
+    if !has_segment_files(wal_dir) {
+        let path = wal_dir.display().to_string();
+        return Err(DirError::NoSegments { path, timeline, start, end });
+    }
+    // Without a readable segment to learn it from, 16 MB: the reader then says what is wrong
+    // with the file that is there, or which one is missing.
+    let segment_size = probe_segment_size(wal_dir, timeline).unwrap_or(DEFAULT_SEGMENT_SIZE);
+    let missing = |segno: u64| DirError::MissingSegment {
+        path: wal_dir.join(segment_name(timeline, segno, segment_size)).display().to_string(),
         timeline,
         start,
         end,
-    };
-    let Some(segment_size) = segment_size else {
-        if start >= end {
-            return Ok(WalSummary { last_record_end: start, ..WalSummary::default() });
-        }
-        return Err(missing(start.0 / u64::from(DEFAULT_SEGMENT_SIZE), DEFAULT_SEGMENT_SIZE));
     };
     let params = WalParams {
         timeline,
@@ -114,7 +134,7 @@ pub fn verify_range(
         let path = wal_dir.join(reader.segment_name(segno));
         let mut file = match fs::File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(segno, segment_size)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing(segno)),
             Err(e) => return Err(DirError::Io { path: path.display().to_string(), detail: e.to_string() }),
         };
         reader.begin_segment(segno)?;

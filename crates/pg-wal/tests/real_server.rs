@@ -99,6 +99,6 @@ fn check(major: u32) -> TestResult {
     // No WAL at all.
     let empty = ScratchDir::new()?;
     let e = verify_range(empty.path(), 1, start, end, &expect).unwrap_err();
-    assert!(matches!(e, DirError::MissingSegment { .. }), "{e}");
+    assert!(matches!(e, DirError::NoSegments { .. }), "{e}");
     Ok(())
 }
