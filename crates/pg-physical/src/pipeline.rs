@@ -41,7 +41,7 @@ pub struct BackupSummary {
 #[derive(Debug)]
 struct Current {
     record: String,
-    manifest_path: Option<String>,
+    manifest_path: Option<Vec<u8>>,
     wants: Wants,
     check: Option<FileCheck>,
     size: u64,
@@ -65,6 +65,8 @@ pub struct Pipeline {
     entries: u64,
     /// Files whose tar mtime (Unix seconds) is at or after this are marked unstable.
     unstable_since: u64,
+    /// A name that is not UTF-8 has been reported (once per backup).
+    warned_encoded_name: bool,
 }
 
 /// How long before the start of a backup a file's mtime still counts as "maybe changing": covers
@@ -93,6 +95,7 @@ impl Pipeline {
                 .checked_sub(UNSTABLE_MARGIN)
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs()),
+            warned_encoded_name: false,
         }
     }
 
@@ -192,15 +195,29 @@ impl Pipeline {
 
     async fn entry_start<S: RecordSink>(&mut self, entry: Entry, sink: &mut S) -> Result<(), PhysicalError> {
         let header = entry.header;
-        let (record_path, manifest_path) = match entry.tablespace_oid {
-            None => (format!("{DATA_ROOT}/{}", header.path), header.path.clone()),
-            Some(oid) => (
-                format!("{TABLESPACES_ROOT}/{oid}/{}", header.path),
-                format!("pg_tblspc/{oid}/{}", header.path),
-            ),
+        // Names are bytes (PostgreSQL copies names that are not UTF-8); the record path encodes
+        // such a name reversibly (record_sink::encode_name), the manifest has it as
+        // Encoded-Path and is matched on the bytes.
+        let (root, manifest_path) = match entry.tablespace_oid {
+            None => (DATA_ROOT.to_owned(), header.path.clone()),
+            Some(oid) => {
+                let mut m = format!("pg_tblspc/{oid}/").into_bytes();
+                m.extend_from_slice(&header.path);
+                (format!("{TABLESPACES_ROOT}/{oid}"), m)
+            }
         };
-        let path = RecordPath::new(record_path.clone())
-            .map_err(|e| PhysicalError::Stream(format!("entry {:?}: {e}", header.path)))?;
+        let (path, encoded) = RecordPath::new(root)
+            .and_then(|root| root.join_bytes(&header.path))
+            .map_err(|e| PhysicalError::Stream(format!("entry {:?}: {e}", header.path_lossy())))?;
+        if encoded && !self.warned_encoded_name {
+            self.warned_encoded_name = true;
+            tracing::warn!(
+                "{}: a name that is not valid UTF-8 is stored percent-encoded in the record path \
+                 (restored byte for byte; see docs/physical-backup.md); only the first such name is reported",
+                path
+            );
+        }
+        let record_path = path.to_string();
         let kind = match header.kind {
             pg_tar::EntryKind::File => EntryKind::File { size: Some(header.size) },
             pg_tar::EntryKind::Directory => EntryKind::Directory,
@@ -208,7 +225,7 @@ impl Pipeline {
                 let target = header.link_target.clone().unwrap_or_default();
                 // A tablespace link points at the tablespace's copy in this backup, never at the
                 // source's directory: a restore on the source's host must not use it.
-                match tablespace_link_oid(entry.tablespace_oid, &header.path) {
+                match tablespace_link_oid(entry.tablespace_oid, &header.path_lossy()) {
                     Some(oid) => EntryKind::Symlink { target: format!("../..{TABLESPACES_ROOT}/{oid}") },
                     None => EntryKind::Symlink { target },
                 }
@@ -216,7 +233,7 @@ impl Pipeline {
             pg_tar::EntryKind::Other(t) => {
                 return Err(PhysicalError::Stream(format!(
                     "entry {:?} has tar type {:?}, which PostgreSQL never sends",
-                    header.path,
+                    header.path_lossy(),
                     char::from(t)
                 )));
             }
