@@ -18,6 +18,7 @@ pub mod source;
 mod stream;
 pub mod verify;
 pub mod wal;
+pub mod walcheck;
 
 pub use command::{BackupOptions, Checkpoint, Compression, ManifestChecksums, WalMethod};
 pub use pipeline::{BackupSummary, Pipeline};
@@ -68,6 +69,9 @@ pub enum PhysicalError {
     /// Something in the stream that a correct backup cannot contain.
     #[error("base backup stream: {0}")]
     Stream(String),
+    /// The backup's WAL is missing or damaged.
+    #[error("the backup's WAL does not verify: {0}")]
+    WalCheck(String),
     /// A file does not match the manifest, or the manifest itself is wrong.
     #[error("backup_manifest verification failed: {0}")]
     Manifest(String),

@@ -13,6 +13,7 @@ use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wan
 
 use crate::PhysicalError;
 use crate::verify::{FileCheck, ManifestCheck};
+use crate::walcheck::{WalCheck, WalFacts};
 
 /// Where the backup's main data directory goes.
 pub const DATA_ROOT: &str = "/data";
@@ -36,6 +37,8 @@ pub struct BackupSummary {
     pub verified_files: u64,
     /// Warnings the server sent (checksum failures, archiving not enabled, …).
     pub warnings: Vec<String>,
+    /// WAL records of the backup's range read and verified (CRC-32C), when the WAL was checked.
+    pub wal_records_verified: u64,
 }
 
 #[derive(Debug)]
@@ -46,6 +49,8 @@ struct Current {
     check: Option<FileCheck>,
     size: u64,
     expected: u64,
+    /// A WAL segment the WAL check reads.
+    wal: bool,
 }
 
 /// Turns decoder events into records in a sink.
@@ -67,6 +72,9 @@ pub struct Pipeline {
     unstable_since: u64,
     /// A name that is not UTF-8 has been reported (once per backup).
     warned_encoded_name: bool,
+    /// What the backup's WAL is checked against, and whether it comes in the base archive.
+    wal_facts: Option<(WalFacts, bool)>,
+    wal: Option<WalCheck>,
 }
 
 /// How long before the start of a backup a file's mtime still counts as "maybe changing": covers
@@ -96,7 +104,26 @@ impl Pipeline {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs()),
             warned_encoded_name: false,
+            wal_facts: None,
+            wal: None,
         }
+    }
+
+    /// Reads the backup's WAL record by record ([`WalCheck`]): from the base archive's
+    /// `pg_wal/` when `in_archive` (fetch mode; checked when the backup's end arrives), else
+    /// the caller feeds it ([`Pipeline::take_wal_check`], stream mode).
+    pub fn check_wal(&mut self, facts: WalFacts, in_archive: bool) {
+        self.wal_facts = Some((facts, in_archive));
+    }
+
+    /// The WAL check, for a caller that feeds it the WAL itself (stream mode).
+    pub fn take_wal_check(&mut self) -> Option<WalCheck> {
+        self.wal.take()
+    }
+
+    /// Records how many WAL records a caller's check verified.
+    pub fn wal_verified(&mut self, records: u64) {
+        self.summary.wal_records_verified = records;
     }
 
     /// What has been seen so far.
@@ -128,6 +155,9 @@ impl Pipeline {
             Event::BackupStart { start_lsn, timeline, tablespaces } => {
                 self.summary.start = Some((start_lsn, timeline));
                 self.summary.tablespaces = tablespaces;
+                if let Some((facts, _)) = self.wal_facts {
+                    self.wal = Some(WalCheck::new(facts, start_lsn, timeline)?);
+                }
             }
             Event::ArchiveStart(archive) => {
                 self.archive = Some(archive.name.clone());
@@ -162,6 +192,7 @@ impl Pipeline {
                     check: None,
                     size: 0,
                     expected: u64::MAX,
+                    wal: false,
                 });
             }
             Event::ManifestData(bytes) => {
@@ -187,6 +218,11 @@ impl Pipeline {
                 self.summary.end = Some((end_lsn, timeline));
                 let start = self.summary.start.map(|(l, t)| (l.0, t));
                 self.summary.verified_files = self.manifest.finish(start, Some((end_lsn.0, timeline)))?;
+                if matches!(self.wal_facts, Some((_, true)))
+                    && let Some(wal) = self.wal.take()
+                {
+                    self.summary.wal_records_verified = wal.finish(end_lsn, timeline)?;
+                }
             }
             Event::Done => {}
         }
@@ -251,6 +287,12 @@ impl Pipeline {
             meta.mark_unstable(backup_id, self.entries);
         }
         let is_file = matches!(kind, EntryKind::File { .. });
+        let wal = match (&mut self.wal, entry.tablespace_oid, header.path.strip_prefix(b"pg_wal/")) {
+            (Some(check), None, Some(name)) if is_file && !name.contains(&b'/') => {
+                check.segment_start(name)?
+            }
+            _ => false,
+        };
         let wants = sink.record(&Record { path, kind, meta }).await?;
         if is_file {
             self.summary.files += 1;
@@ -261,6 +303,7 @@ impl Pipeline {
                 wants,
                 size: 0,
                 expected: header.size,
+                wal,
             });
         }
         Ok(())
@@ -274,6 +317,11 @@ impl Pipeline {
         self.summary.bytes += bytes.len() as u64;
         if let Some(check) = &mut current.check {
             check.update(&bytes);
+        }
+        if current.wal
+            && let Some(wal) = &mut self.wal
+        {
+            wal.data(&bytes)?;
         }
         // After a Stop the rest of the body is still read and verified, just not handed over.
         if current.wants == Wants::Body && sink.data(bytes).await? == Flow::Stop {
@@ -295,6 +343,11 @@ impl Pipeline {
         }
         if let (Some(path), Some(check)) = (current.manifest_path, current.check) {
             self.manifest.file_received(path, check)?;
+        }
+        if current.wal
+            && let Some(wal) = &mut self.wal
+        {
+            wal.segment_end()?;
         }
         sink.end_file().await?;
         Ok(())

@@ -13,6 +13,7 @@ use record_sink::{RecordSink, Source};
 use crate::command::{BackupOptions, Compression, WalMethod};
 use crate::pipeline::{BackupSummary, Pipeline};
 use crate::verify::ManifestCheck;
+use crate::walcheck::WalFacts;
 use crate::{PhysicalError, stream};
 
 /// The name of this client, recorded where the Go plugin recorded `pg_basebackup_version`.
@@ -150,11 +151,17 @@ pub async fn backup<S: RecordSink>(
     if let Ok(sysid) = server.system_identifier.parse() {
         manifest.expect_system_identifier(sysid);
     }
-    let mut run_state = Running {
-        decoder: Decoder::new(decoder_options)?,
-        pipeline: Pipeline::new(server.data_directory_mode, manifest),
-        streamer: None,
-    };
+    let mut pipeline = Pipeline::new(server.data_directory_mode, manifest);
+    if options.wal_method != WalMethod::None {
+        // The backup's WAL is read record by record before the backup counts as complete.
+        let facts = WalFacts {
+            segment_size: server.wal_segment_size,
+            system_identifier: server.system_identifier.parse().ok(),
+            major: server.major,
+        };
+        pipeline.check_wal(facts, options.wal_method == WalMethod::Fetch);
+    }
+    let mut run_state = Running { decoder: Decoder::new(decoder_options)?, pipeline, streamer: None };
     tracing::debug!("{command}");
     client.send_query(&command).await.map_err(conn_err)?;
     if let Err(e) = run_state.receive(&mut client, &config, &server, options, run, sink).await {
@@ -171,7 +178,12 @@ pub async fn backup<S: RecordSink>(
 
     let mut streamed = 0;
     if let Some(s) = run_state.streamer.take() {
-        streamed = s.finish_into(sink).await?;
+        let mut wal = run_state.pipeline.take_wal_check();
+        streamed = s.finish_into(sink, wal.as_mut()).await?;
+        if let (Some(wal), Some((end, timeline))) = (wal, run_state.pipeline.summary().end) {
+            let records = wal.finish(end, timeline)?;
+            run_state.pipeline.wal_verified(records);
+        }
     }
     // Everything is in and verified: the orchestrator may now finish the sink.
     if let Err(e) = client.close().await {
@@ -179,10 +191,11 @@ pub async fn backup<S: RecordSink>(
     }
     let summary = run_state.pipeline.summary().clone();
     tracing::info!(
-        "backup complete: {} files, {} bytes, {} verified against backup_manifest, in {:.1?}",
+        "backup complete: {} files, {} bytes, {} verified against backup_manifest, {} WAL records verified, in {:.1?}",
         summary.files,
         summary.bytes,
         summary.verified_files,
+        summary.wal_records_verified,
         started.elapsed()
     );
     Ok(BackupReport { server, summary, streamed_wal_segments: streamed, elapsed: started.elapsed() })

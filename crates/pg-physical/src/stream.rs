@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::PhysicalError;
 use crate::source::{RunOptions, ServerFacts, slot_name};
 use crate::wal::WalSpool;
+use crate::walcheck::WalCheck;
 
 /// How often a standby status update is sent when nothing asks for one.
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -118,7 +119,11 @@ impl Streamer {
     /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` into the
     /// sink, with `archive_status/<segment>.done` for each complete one. Returns the number of
     /// segments.
-    pub(crate) async fn finish_into<S: RecordSink>(mut self, sink: &mut S) -> Result<usize, PhysicalError> {
+    pub(crate) async fn finish_into<S: RecordSink>(
+        mut self,
+        sink: &mut S,
+        mut wal: Option<&mut WalCheck>,
+    ) -> Result<usize, PhysicalError> {
         let mut spool = match (self.done.take(), self.task.take()) {
             (Some(spool), _) => spool,
             (None, Some(task)) => task.await.map_err(join_error)??,
@@ -137,11 +142,17 @@ impl Streamer {
                 kind: EntryKind::File { size: Some(size) },
                 meta: meta.clone(),
             };
-            if sink.record(&record).await? == Wants::Body {
+            let mut send = sink.record(&record).await? == Wants::Body;
+            // The WAL check reads every segment of the range, whether the sink wants it or not.
+            let checking = match wal.as_deref_mut() {
+                Some(check) => check.segment_start(name.as_bytes())?,
+                None => false,
+            };
+            if send || checking {
                 let mut file = tokio::fs::File::open(path)
                     .await
                     .map_err(|e| PhysicalError::Stream(format!("WAL spool {}: {e}", path.display())))?;
-                let mut sent = 0u64;
+                let mut read = 0u64;
                 loop {
                     let mut buf = bytes::BytesMut::with_capacity(1 << 20);
                     let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf)
@@ -150,17 +161,26 @@ impl Streamer {
                     if n == 0 {
                         break;
                     }
-                    sent += n as u64;
-                    if sink.data(buf.freeze()).await? == Flow::Stop {
-                        // The consumer wants no more of it; the spool's copy was complete.
-                        sent = size;
-                        break;
+                    read += n as u64;
+                    if checking && let Some(check) = wal.as_deref_mut() {
+                        check.data(&buf)?;
+                    }
+                    // The consumer may want no more of it; the spool's copy is read on for the check.
+                    if send && sink.data(buf.freeze()).await? == Flow::Stop {
+                        send = false;
+                        if !checking {
+                            read = size;
+                            break;
+                        }
                     }
                 }
-                if sent != size {
+                if read != size {
                     return Err(PhysicalError::Stream(format!(
-                        "WAL segment {name}: {sent} bytes in the spool"
+                        "WAL segment {name}: {read} bytes in the spool"
                     )));
+                }
+                if checking && let Some(check) = wal.as_deref_mut() {
+                    check.segment_end()?;
                 }
             }
             sink.end_file().await?;
