@@ -11,9 +11,9 @@ use bytes::Bytes;
 use pg_basebackup::{Entry, Event, Lsn, TablespaceInfo};
 use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 
-use crate::PhysicalError;
 use crate::verify::{FileCheck, ManifestCheck};
 use crate::walcheck::{WalCheck, WalFacts};
+use crate::{EntryProblem, PhysicalError};
 
 /// Where the backup's main data directory goes.
 pub const DATA_ROOT: &str = "/data";
@@ -242,15 +242,18 @@ impl Pipeline {
                 (format!("{TABLESPACES_ROOT}/{oid}"), m)
             }
         };
-        let (path, encoded) = RecordPath::new(root)
-            .and_then(|root| root.join_bytes(&header.path))
-            .map_err(|e| PhysicalError::Stream(format!("entry {:?}: {e}", header.path_lossy())))?;
+        let (path, encoded) =
+            RecordPath::new(root).and_then(|root| root.join_bytes(&header.path)).map_err(|e| {
+                PhysicalError::Entry {
+                    path: header.path_lossy().into_owned(),
+                    problem: EntryProblem::Path(e),
+                }
+            })?;
         if encoded && !self.warned_encoded_name {
             self.warned_encoded_name = true;
             tracing::warn!(
-                "{}: a name that is not valid UTF-8 is stored percent-encoded in the record path \
-                 (restored byte for byte; see docs/physical-backup.md); only the first such name is reported",
-                path
+                "{path}: a name that is not valid UTF-8 is stored percent-encoded in the record path \
+                 (restored byte for byte; see docs/physical-backup.md); only the first such name is reported"
             );
         }
         let record_path = path.to_string();
@@ -267,11 +270,10 @@ impl Pipeline {
                 }
             }
             pg_tar::EntryKind::Other(t) => {
-                return Err(PhysicalError::Stream(format!(
-                    "entry {:?} has tar type {:?}, which PostgreSQL never sends",
-                    header.path_lossy(),
-                    char::from(t)
-                )));
+                return Err(PhysicalError::Entry {
+                    path: header.path_lossy().into_owned(),
+                    problem: EntryProblem::TarType(char::from(t)),
+                });
             }
         };
         let mut meta = Metadata {
@@ -336,10 +338,11 @@ impl Pipeline {
             return Ok(());
         };
         if current.size != current.expected {
-            return Err(PhysicalError::Stream(format!(
-                "{}: {} bytes received, the tar header announced {}",
-                current.record, current.size, current.expected
-            )));
+            return Err(PhysicalError::Size {
+                file: current.record,
+                received: current.size,
+                announced: current.expected,
+            });
         }
         if let (Some(path), Some(check)) = (current.manifest_path, current.check) {
             self.manifest.file_received(path, check)?;

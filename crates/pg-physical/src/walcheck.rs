@@ -33,7 +33,7 @@ impl WalCheck {
     /// A check of the WAL from `start` on `timeline`.
     pub fn new(facts: WalFacts, start: Lsn, timeline: u32) -> Result<WalCheck, PhysicalError> {
         let segment_size = u32::try_from(facts.segment_size)
-            .map_err(|_| PhysicalError::Stream(format!("WAL segment size {} bytes", facts.segment_size)))?;
+            .map_err(|_| PhysicalError::WalCheck(format!("WAL segment size {} bytes", facts.segment_size)))?;
         let params = WalParams {
             timeline,
             start,
