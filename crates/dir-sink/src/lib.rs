@@ -210,7 +210,7 @@ impl DirSink {
         let data = RecordPath::new("/data").expect("valid");
         let tablespaces = RecordPath::new("/tablespaces").expect("valid");
         if let Some(rel) = path.strip_prefix(&data) {
-            return Ok(Some(Placement { root: self.options.data_dir.clone(), rel: PathBuf::from(rel) }));
+            return Ok(Some(Placement { root: self.options.data_dir.clone(), rel: raw_path(rel) }));
         }
         if let Some(rel) = path.strip_prefix(&tablespaces) {
             if rel.is_empty() {
@@ -225,7 +225,7 @@ impl DirSink {
                 prepare_empty_dir(&root)?;
                 self.roots.push(root.clone());
             }
-            return Ok(Some(Placement { root, rel: PathBuf::from(rest) }));
+            return Ok(Some(Placement { root, rel: raw_path(rest) }));
         }
         match &self.options.extra_dir {
             Some(dir) if path.as_str() != "/" => {
@@ -233,7 +233,7 @@ impl DirSink {
                 if self.prepared.insert(dir.clone()) {
                     fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
                 }
-                Ok(Some(Placement { root: dir, rel: PathBuf::from(&path.as_str()[1..]) }))
+                Ok(Some(Placement { root: dir, rel: raw_path(&path.as_str()[1..]) }))
             }
             _ => Ok(None),
         }
@@ -252,6 +252,13 @@ impl DirSink {
         }
         Ok(())
     }
+}
+
+/// The file system path of a relative record path: names that are not UTF-8 are written with
+/// their exact bytes (record_sink::decode_relative).
+fn raw_path(rel: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(&record_sink::decode_relative(rel)))
 }
 
 struct Placement {

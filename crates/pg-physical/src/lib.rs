@@ -18,6 +18,7 @@ pub mod source;
 mod stream;
 pub mod verify;
 pub mod wal;
+pub mod walcheck;
 
 pub use command::{BackupOptions, Checkpoint, Compression, ManifestChecksums, WalMethod};
 pub use pipeline::{BackupSummary, Pipeline};
@@ -113,6 +114,9 @@ pub enum PhysicalError {
         /// Bytes announced.
         announced: u64,
     },
+    /// The backup's WAL is missing or damaged (what and where: segment, offset, LSN).
+    #[error("the backup's WAL does not verify: {0}")]
+    WalCheck(String),
     /// A file does not match the manifest, or the manifest itself is wrong.
     #[error("backup_manifest verification failed: {0}")]
     Manifest(verify::ManifestFailure),

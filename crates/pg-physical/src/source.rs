@@ -14,6 +14,7 @@ use record_sink::{RecordSink, Source};
 use crate::command::{BackupOptions, Compression, WalMethod};
 use crate::pipeline::{BackupSummary, Pipeline};
 use crate::verify::ManifestCheck;
+use crate::walcheck::WalFacts;
 use crate::{PhysicalError, stream};
 
 /// The name of this client, recorded where the Go plugin recorded `pg_basebackup_version`.
@@ -154,6 +155,15 @@ pub async fn backup<S: RecordSink>(
         pipeline: Pipeline::new(server.data_directory_mode, manifest),
         streamer: None,
     };
+    if options.wal_method != WalMethod::None {
+        // The backup's WAL is read record by record before the backup counts as complete.
+        let facts = WalFacts {
+            segment_size: server.wal_segment_size,
+            system_identifier: Some(server.system_identifier),
+            major: server.major,
+        };
+        run_state.pipeline.check_wal(facts, options.wal_method == WalMethod::Fetch);
+    }
     tracing::debug!("{command}");
     client.send_query(&command).await.map_err(conn_err)?;
     if let Err(e) = run_state.receive(&mut client, &config, &server, options, run, sink).await {
@@ -170,7 +180,12 @@ pub async fn backup<S: RecordSink>(
 
     let mut streamed = 0;
     if let Some(s) = run_state.streamer.take() {
-        streamed = s.finish_into(sink).await?;
+        let mut wal = run_state.pipeline.take_wal_check();
+        streamed = s.finish_into(sink, wal.as_mut()).await?;
+        if let (Some(wal), Some((end, timeline))) = (wal, run_state.pipeline.summary().end) {
+            let records = wal.finish(end, timeline)?;
+            run_state.pipeline.wal_verified(records);
+        }
     }
     // Everything is in and verified: the orchestrator may now finish the sink.
     if let Err(e) = client.close().await {
@@ -178,10 +193,11 @@ pub async fn backup<S: RecordSink>(
     }
     let summary = run_state.pipeline.summary().clone();
     tracing::info!(
-        "backup complete: {} files, {} bytes, {} verified against backup_manifest, in {:.1?}",
+        "backup complete: {} files, {} bytes, {} verified against backup_manifest, {} WAL records verified, in {:.1?}",
         summary.files,
         summary.bytes,
         summary.verified_files,
+        summary.wal_records_verified,
         started.elapsed()
     );
     Ok(BackupReport { server, summary, streamed_wal_segments: streamed, elapsed: started.elapsed() })

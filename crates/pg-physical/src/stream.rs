@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::PhysicalError;
 use crate::source::{RunOptions, ServerFacts, slot_name};
 use crate::wal::{WalError, WalSpool};
+use crate::walcheck::WalCheck;
 
 /// The WAL receiver task of one backup.
 #[derive(Debug)]
@@ -109,7 +110,11 @@ impl Streamer {
     /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` into the
     /// sink, with `archive_status/<segment>.done` for each complete one. Returns the number of
     /// segments.
-    pub(crate) async fn finish_into<S: RecordSink>(mut self, sink: &mut S) -> Result<usize, PhysicalError> {
+    pub(crate) async fn finish_into<S: RecordSink>(
+        mut self,
+        sink: &mut S,
+        mut wal: Option<&mut WalCheck>,
+    ) -> Result<usize, PhysicalError> {
         let mut spool = match (self.done.take(), self.task.take()) {
             (Some(spool), _) => spool,
             (None, Some(task)) => task.await.map_err(join_error)??,
@@ -128,25 +133,41 @@ impl Streamer {
                 kind: EntryKind::File { size: Some(size) },
                 meta: meta.clone(),
             };
-            if sink.record(&record).await? == Wants::Body {
+            let mut send = sink.record(&record).await? == Wants::Body;
+            // The WAL check reads every segment of the range, whether the sink wants it or not.
+            let checking = match wal.as_deref_mut() {
+                Some(check) => check.segment_start(name.as_bytes())?,
+                None => false,
+            };
+            if send || checking {
                 let io = |error| WalError::Io { path: path.clone(), error };
                 let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-                let mut sent = 0u64;
+                let mut read = 0u64;
                 loop {
                     let mut buf = bytes::BytesMut::with_capacity(1 << 20);
                     let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf).await.map_err(io)?;
                     if n == 0 {
                         break;
                     }
-                    sent += n as u64;
-                    if sink.data(buf.freeze()).await? == Flow::Stop {
-                        // The consumer wants no more of it; the spool's copy was complete.
-                        sent = size;
-                        break;
+                    read += n as u64;
+                    if checking && let Some(check) = wal.as_deref_mut() {
+                        check.data(&buf)?;
+                    }
+                    // The consumer may want no more of it; the spool's copy is still read for
+                    // the check.
+                    if send && sink.data(buf.freeze()).await? == Flow::Stop {
+                        send = false;
+                        if !checking {
+                            read = size;
+                            break;
+                        }
                     }
                 }
-                if sent != size {
-                    return Err(WalError::Short { segment: name.clone(), read: sent, expected: size }.into());
+                if read != size {
+                    return Err(WalError::Short { segment: name.clone(), read, expected: size }.into());
+                }
+                if checking && let Some(check) = wal.as_deref_mut() {
+                    check.segment_end()?;
                 }
             }
             sink.end_file().await?;

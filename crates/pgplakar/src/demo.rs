@@ -73,7 +73,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         println!("3. verifying the directory against its backup_manifest");
         let manifest = std::fs::read(pgdata.join("backup_manifest"))?;
         match pg_backup_manifest::verify_directory(&pgdata, &manifest) {
-            Ok(r) => println!("   {} files, {} checksums: all match", r.files_verified, r.checksums_verified),
+            Ok(r) => println!(
+                "   {} files, {} checksums, {} WAL records: all match",
+                r.files_verified, r.checksums_verified, r.wal_records_verified
+            ),
             Err(m) => bail!("the restored directory does not match its manifest: {m:?}"),
         }
     } else {
