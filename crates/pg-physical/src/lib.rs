@@ -3,7 +3,9 @@
 //! `backup_manifest`, and written as records into a [`record_sink::RecordSink`].
 //!
 //! Records: `/data/…` for the main data directory (with `backup_label`, `pg_wal/…` and
-//! `backup_manifest`) and `/tablespaces/<oid>/…` for each extra tablespace; the
+//! `backup_manifest`) and `/tablespaces/<oid>/…` for each extra tablespace (an in-place
+//! tablespace, `allow_in_place_tablespaces`, lives in the data directory: its files are
+//! `/data/pg_tblspc/<oid>/…`, where `pg_basebackup -Fp` writes them); the
 //! `/data/pg_tblspc/<oid>` links point at `../../tablespaces/<oid>`, the copy in the backup, so
 //! a restored cluster never uses the source's tablespace directories.
 //!

@@ -56,6 +56,9 @@ pub struct Pipeline {
     current: Option<Current>,
     in_manifest: bool,
     tablespaces_announced: bool,
+    /// In-place tablespaces (`allow_in_place_tablespaces`, PostgreSQL 15+): their location is
+    /// `pg_tblspc/<oid>` inside the data directory, and their files go there.
+    in_place: Vec<u32>,
     /// The archive being received, for error messages.
     archive: Option<String>,
     /// Whether the end result set arrived.
@@ -77,6 +80,7 @@ impl Pipeline {
             current: None,
             in_manifest: false,
             tablespaces_announced: false,
+            in_place: Vec::new(),
             archive: None,
             ended: false,
             summary: BackupSummary::default(),
@@ -111,12 +115,14 @@ impl Pipeline {
         match event {
             Event::BackupStart { start_lsn, timeline, tablespaces } => {
                 self.summary.start = Some((start_lsn, timeline));
+                self.in_place = in_place_tablespaces(&tablespaces)?;
                 self.summary.tablespaces = tablespaces;
             }
             Event::ArchiveStart(archive) => {
                 self.archive = Some(archive.name.clone());
                 let (path, mode) = match archive.tablespace.oid {
                     None => (DATA_ROOT.to_owned(), self.data_mode),
+                    Some(oid) if self.in_place.contains(&oid) => (self.tablespace_root(oid), self.data_mode),
                     Some(oid) => {
                         if !self.tablespaces_announced {
                             self.tablespaces_announced = true;
@@ -177,12 +183,22 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Where the records of tablespace `oid` go: `/tablespaces/<oid>`, or
+    /// `/data/pg_tblspc/<oid>` for an in-place tablespace (as `pg_basebackup -Fp` writes it).
+    fn tablespace_root(&self, oid: u32) -> String {
+        if self.in_place.contains(&oid) {
+            format!("{DATA_ROOT}/pg_tblspc/{oid}")
+        } else {
+            format!("{TABLESPACES_ROOT}/{oid}")
+        }
+    }
+
     async fn entry_start<S: RecordSink>(&mut self, entry: Entry, sink: &mut S) -> Result<(), PhysicalError> {
         let header = entry.header;
         let (record_path, manifest_path) = match entry.tablespace_oid {
             None => (format!("{DATA_ROOT}/{}", header.path), header.path.clone()),
             Some(oid) => (
-                format!("{TABLESPACES_ROOT}/{oid}/{}", header.path),
+                format!("{}/{}", self.tablespace_root(oid), header.path),
                 format!("pg_tblspc/{oid}/{}", header.path),
             ),
         };
@@ -264,6 +280,27 @@ impl Pipeline {
     }
 }
 
+/// The in-place tablespaces of a backup's tablespace list: those whose location is relative.
+/// PostgreSQL sends `pg_tblspc/<oid>` for them (`allow_in_place_tablespaces`); any other
+/// relative location would point somewhere inside the data directory and is refused.
+fn in_place_tablespaces(tablespaces: &[TablespaceInfo]) -> Result<Vec<u32>, PhysicalError> {
+    let mut in_place = Vec::new();
+    for t in tablespaces {
+        if let (Some(oid), Some(location)) = (t.oid, &t.location)
+            && !location.starts_with('/')
+        {
+            if *location != format!("pg_tblspc/{oid}") {
+                return Err(PhysicalError::Stream(format!(
+                    "tablespace {oid} has the relative location {location:?}; only in-place tablespaces \
+                     (pg_tblspc/{oid}) may be relative"
+                )));
+            }
+            in_place.push(oid);
+        }
+    }
+    Ok(in_place)
+}
+
 /// The OID of a `pg_tblspc/<oid>` link of the main archive.
 fn tablespace_link_oid(archive_oid: Option<u32>, path: &str) -> Option<u32> {
     if archive_oid.is_some() {
@@ -291,5 +328,20 @@ mod tests {
         assert_eq!(tablespace_link_oid(None, "pg_tblspc/abc"), None);
         assert_eq!(tablespace_link_oid(Some(1), "pg_tblspc/16384"), None);
         assert_eq!(tablespace_link_oid(None, "base/1"), None);
+    }
+
+    #[test]
+    fn in_place_tablespaces_are_the_relative_ones() {
+        let ts = |oid, location: &str| TablespaceInfo {
+            oid: Some(oid),
+            location: Some(location.to_owned()),
+            size_kb: None,
+        };
+        let main = TablespaceInfo { oid: None, location: None, size_kb: None };
+        let list = [ts(16384, "/srv/ts"), ts(16385, "pg_tblspc/16385"), main];
+        assert_eq!(in_place_tablespaces(&list).unwrap(), [16385]);
+        let err = in_place_tablespaces(&[ts(1, "../../etc")]).unwrap_err().to_string();
+        assert!(err.contains("only in-place tablespaces"), "{err}");
+        assert!(in_place_tablespaces(&[ts(1, "pg_tblspc/2")]).is_err());
     }
 }
