@@ -47,8 +47,9 @@ impl Target {
     fn run(&self) -> RunOptions {
         RunOptions { spool_dir: Some(self.scratch.path().join("spool")), ..RunOptions::default() }
     }
+    /// A sink that keeps a failed backup (`--no-clean`), so the tests can read its marker.
     fn sink(&self) -> DirSink {
-        DirSink::create(DirSinkOptions::new(self.data())).unwrap()
+        DirSink::create(kept(self.data())).unwrap()
     }
 
     /// The sink was aborted with a reason containing `needle`, and nothing looks like a backup.
@@ -77,6 +78,11 @@ async fn backup(
     pg_physical::backup(config, options, &target.run(), &mut sink).await
 }
 
+/// Options for a sink that keeps what it wrote when the backup fails.
+fn kept(data: PathBuf) -> DirSinkOptions {
+    DirSinkOptions { keep_on_failure: true, ..DirSinkOptions::new(data) }
+}
+
 /// Runs a backup on its own thread and runtime, so the test can poll the server meanwhile.
 fn spawn_backup(
     config: Config,
@@ -87,7 +93,7 @@ fn spawn_backup(
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let mut sink = DirSink::create(DirSinkOptions::new(&data)).unwrap();
+            let mut sink = DirSink::create(kept(data)).unwrap();
             pg_physical::backup(&config, &options, &run, &mut sink).await
         })
     })
