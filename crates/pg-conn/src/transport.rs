@@ -10,7 +10,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pg_config::Keepalives;
@@ -29,6 +29,10 @@ const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 pub(crate) struct Stream {
     io: Io,
     read_timeout: Option<Duration>,
+    /// Since when a read has been waiting for data. A read dropped before it got any (a
+    /// `select!` that picked another branch) keeps the clock running for the next one; a read
+    /// that got data stops it, so time the caller spends with the data never counts.
+    waiting_since: Option<Instant>,
 }
 
 /// The socket itself.
@@ -77,7 +81,7 @@ pub(crate) fn apply_keepalives(socket: &TcpStream, k: &Keepalives) -> io::Result
 
 impl Stream {
     fn new(io: Io) -> Self {
-        Self { io, read_timeout: None }
+        Self { io, read_timeout: None, waiting_since: None }
     }
 
     /// Connects over TCP, with `TCP_NODELAY` (every message we send is small and awaited) and
@@ -161,20 +165,24 @@ impl Stream {
             return Err(io::Error::other("TLS can only be started on a TCP connection"));
         };
         let tls = TlsConnector::from(config).connect(name, tcp).await?;
-        Ok(Self { io: Io::Tls(Box::new(tls)), read_timeout: self.read_timeout })
+        Ok(Self { io: Io::Tls(Box::new(tls)), read_timeout: self.read_timeout, waiting_since: None })
     }
 
     /// Reads what is available into the spare capacity of `buf`, growing it by at least `want`;
-    /// fails with [`io::ErrorKind::TimedOut`] when the read timeout passes with nothing read.
+    /// fails with [`io::ErrorKind::TimedOut`] when the read timeout passes with nothing read
+    /// (counted from the first of a run of reads dropped before they got data).
     pub(crate) async fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
         buf.reserve(want);
-        match self.read_timeout {
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let result = match self.read_timeout {
             None => self.read_buf(buf).await,
-            Some(limit) => match tokio::time::timeout(limit, self.read_buf(buf)).await {
+            Some(limit) => match tokio::time::timeout_at((since + limit).into(), self.read_buf(buf)).await {
                 Ok(result) => result,
                 Err(_) => Err(read_timed_out(limit)),
             },
-        }
+        };
+        self.waiting_since = None;
+        result
     }
 }
 
@@ -336,6 +344,37 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(err.to_string(), "no data from the server for 0.3 s (read timeout)");
         assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        peer.abort();
+    }
+
+    #[tokio::test]
+    async fn reads_dropped_while_waiting_do_not_restart_the_clock() {
+        // A receive loop that wakes up every 100 ms to do something else (a select! with a
+        // timer) drops its read each time: the silence still adds up to the timeout.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"x").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let mut stream = Stream::tcp("127.0.0.1", port, &keepalives(true)).await.unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = BytesMut::new();
+        assert_eq!(stream.read_into(&mut buf, 16).await.unwrap(), 1);
+        // The caller holds the data for longer than the timeout: that does not count.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let started = std::time::Instant::now();
+        let err = loop {
+            tokio::select! {
+                r = stream.read_into(&mut buf, 16) => break r.unwrap_err(),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            assert!(started.elapsed() < Duration::from_secs(3), "the timeout never fired");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(450) && elapsed < Duration::from_millis(900), "{elapsed:?}");
         peer.abort();
     }
 

@@ -15,6 +15,7 @@ pub mod command;
 pub mod pipeline;
 pub mod source;
 mod stream;
+pub mod timeout;
 pub mod verify;
 pub mod wal;
 

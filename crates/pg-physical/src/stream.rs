@@ -19,10 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::PhysicalError;
 use crate::source::{RunOptions, ServerFacts, slot_name};
+use crate::timeout;
 use crate::wal::WalSpool;
-
-/// How often a standby status update is sent when nothing asks for one.
-const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The WAL receiver task of one backup.
 #[derive(Debug)]
@@ -59,6 +57,7 @@ impl Streamer {
         let mut config = config.clone();
         config.set_replication(Replication::Physical);
         let mut client = Client::connect(&config).await.map_err(failed_to("connecting"))?;
+        client.set_read_timeout(run.read_timeout);
         let slot = slot_name("wal");
         client
             .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} TEMPORARY PHYSICAL RESERVE_WAL"))
@@ -82,7 +81,8 @@ impl Streamer {
         );
         client.send_query(&command).await.map_err(failed_to("sending START_REPLICATION"))?;
         let (end, end_rx) = watch::channel(None);
-        let task = tokio::spawn(receive(client, spool, end_rx));
+        let interval = timeout::status_interval(run.read_timeout);
+        let task = tokio::spawn(receive(client, spool, end_rx, interval));
         Ok(Self { end, task: Some(task), done: None })
     }
 
@@ -170,14 +170,16 @@ impl Streamer {
 }
 
 /// A standby status update confirming `position` as written and flushed (we hold a slot, so
-/// confirming advances it, as pg_basebackup does), nothing applied.
-async fn send_status(client: &mut Client, position: u64) -> Result<(), PhysicalError> {
+/// confirming advances it, as pg_basebackup does), nothing applied. `reply_requested` makes
+/// the server answer at once with a keepalive: an idle server sends no WAL, and the read
+/// timeout must not take that silence for a dead connection.
+async fn send_status(client: &mut Client, position: u64, reply_requested: bool) -> Result<(), PhysicalError> {
     let update = StandbyStatusUpdate {
         write: Lsn(position),
         flush: Lsn(position),
         apply: Lsn::INVALID,
         client_time: PgTimestamp::from_system_time(SystemTime::now()),
-        reply_requested: false,
+        reply_requested,
     };
     client.send_encoded(|out| update.encode(out)).await.map_err(|e| lost(e, position))
 }
@@ -200,6 +202,7 @@ async fn receive(
     mut client: Client,
     mut spool: WalSpool,
     mut end: watch::Receiver<Option<u64>>,
+    status_interval: Duration,
 ) -> Result<WalSpool, PhysicalError> {
     // CopyBothResponse first (an error, e.g. a removed segment, may follow it).
     loop {
@@ -222,12 +225,12 @@ async fn receive(
     loop {
         let reached = end.borrow().is_some_and(|e| spool.position() >= e);
         if reached {
-            send_status(&mut client, spool.position()).await?;
+            send_status(&mut client, spool.position(), false).await?;
             client.send_copy_done().await.map_err(|e| lost(e, spool.position()))?;
             break;
         }
-        if last_status.elapsed() >= STATUS_INTERVAL {
-            send_status(&mut client, spool.position()).await?;
+        if last_status.elapsed() >= status_interval {
+            send_status(&mut client, spool.position(), true).await?;
             last_status = Instant::now();
         }
         let frame = tokio::select! {
@@ -238,7 +241,7 @@ async fn receive(
                 }
                 continue;
             }
-            () = tokio::time::sleep(STATUS_INTERVAL) => continue,
+            () = tokio::time::sleep(status_interval) => continue,
         };
         match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
             BackendMessage::CopyData(body) => {
@@ -247,7 +250,7 @@ async fn receive(
                 {
                     ReplicationMessage::XLogData(x) => spool.write(x.wal_start.0, &x.data)?,
                     ReplicationMessage::PrimaryKeepalive(k) if k.reply_requested => {
-                        send_status(&mut client, spool.position()).await?;
+                        send_status(&mut client, spool.position(), false).await?;
                         last_status = Instant::now();
                     }
                     ReplicationMessage::PrimaryKeepalive(_) => {}

@@ -54,6 +54,10 @@ pub(crate) struct BackupArgs {
     /// Record the raw replication stream into FILE (replay it with `pgplakar replay`).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Fail when a connection sends nothing for SECS seconds (0: wait forever); stretched
+    /// during the starting checkpoint (see docs/physical-backup.md).
+    #[arg(long, value_name = "SECS", default_value_t = pg_physical::timeout::DEFAULT_READ_TIMEOUT.as_secs())]
+    read_timeout: u64,
 }
 
 /// Parses a connection string, accepting `postgres+bin://` (the Plakar connector's scheme). A
@@ -137,7 +141,11 @@ pub(crate) fn run(args: BackupArgs) -> Result<()> {
     sink_options.tablespace_mapping = parse_mapping(&args.tablespace_mapping)?;
     sink_options.sync = !args.no_sync;
     sink_options.extra_dir = args.metadata_dir.clone();
-    let run = RunOptions { record_to: args.record.clone(), spool_dir: None };
+    let run = RunOptions {
+        record_to: args.record.clone(),
+        spool_dir: None,
+        read_timeout: (args.read_timeout > 0).then(|| std::time::Duration::from_secs(args.read_timeout)),
+    };
     let mut sink = DirSink::create(sink_options)?;
     let report = crate::runtime()?.block_on(async {
         if args.metadata_dir.is_some() {
