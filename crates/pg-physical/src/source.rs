@@ -352,7 +352,21 @@ impl Recorder {
         decoder: DecoderOptions,
     ) -> Result<Self, PhysicalError> {
         let io = |e: std::io::Error| PhysicalError::Recording(format!("{}: {e}", path.display()));
-        let file = std::fs::File::create(path).map_err(io)?;
+        // The recording holds cluster data: the owner's only, as the data directory.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            use std::os::unix::fs::PermissionsExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            // An existing file keeps its mode on open: narrow it too.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            f
+        };
         let meta = RecordingMeta {
             server_major: server.major,
             server_version: server.server_version.clone(),

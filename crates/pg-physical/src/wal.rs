@@ -84,12 +84,16 @@ pub struct WalSpool {
 }
 
 impl WalSpool {
-    /// A spool in a new private directory under `parent` (the system temp dir if `None`),
-    /// receiving WAL from `start` (rounded down to its segment) on `timeline`.
+    /// A spool in a new private directory (mode 0700, segments 0600: this is cluster data)
+    /// under `parent` (the system temp dir if `None`), receiving WAL from `start` (rounded
+    /// down to its segment) on `timeline`.
     pub fn new(parent: Option<&Path>, segment_size: u64, timeline: u32, start: u64) -> io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("pgplakar-wal-").permissions(fs::Permissions::from_mode(0o700));
         let dir = match parent {
-            Some(p) => tempfile::Builder::new().prefix("pgplakar-wal-").tempdir_in(p)?,
-            None => tempfile::Builder::new().prefix("pgplakar-wal-").tempdir()?,
+            Some(p) => builder.tempdir_in(p)?,
+            None => builder.tempdir()?,
         };
         Ok(Self {
             dir,
@@ -135,7 +139,10 @@ impl WalSpool {
             self.close_current()?;
             let path = self.dir.path().join(&name);
             let io = |source| WalError::Io { path: path.clone(), source };
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&path).map_err(io)?;
+            let mut f = {
+                use std::os::unix::fs::OpenOptionsExt;
+                OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?
+            };
             f.seek(SeekFrom::Start(lsn % self.segment_size)).map_err(io)?;
             self.segments.push(name.clone());
             self.current = Some((name, f));
@@ -192,6 +199,20 @@ mod tests {
         for bad in ["", "3MB", "2GB", "512kB", "16 XB", "MB"] {
             assert_eq!(parse_segment_size(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_spool_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        // Whatever the umask lets through, the spool is the owner's only.
+        let seg = 1u64 << 20;
+        let mut spool = WalSpool::new(Some(tmp.path()), seg, 1, seg).unwrap();
+        spool.write(seg, &[1u8; 100]).unwrap();
+        let dir = fs::read_dir(tmp.path()).unwrap().next().unwrap().unwrap().path();
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let segment = dir.join("000000010000000000000001");
+        assert_eq!(fs::metadata(&segment).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

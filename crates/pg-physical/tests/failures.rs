@@ -773,6 +773,11 @@ per_major!(async fn no_password_in_errors_logs_or_recordings(major) {
     let report = pg_physical::backup(&right, &BackupOptions::default(), &run, &mut sink).await.unwrap();
     clean("the report", &format!("{report:?}"));
     let recorded = std::fs::read(&recording).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&recording).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the recording holds cluster data: the owner's only");
+    }
     assert!(recorded.len() > 1 << 20, "the recording holds the backup ({} bytes)", recorded.len());
     assert!(
         !recorded.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()),
