@@ -13,13 +13,13 @@
 //! (`src/backend/backup/basebackup_copy.c`), optionally with server-side gzip, LZ4 or zstd
 //! compression of each archive, decoded here ([`Compression`]).
 //!
-//! [`recording`] defines a file format for the raw bytes of a backup session and replays them
-//! through the decoder.
+//! [`summary`] decodes a response fed in arbitrary pieces into a comparable summary (tests,
+//! fuzzing, replays). The file format for recorded sessions is the `pg-recording` crate.
 
 mod compress;
 mod decoder;
 mod msg;
-pub mod recording;
+pub mod summary;
 
 pub use compress::{Compression, DecompressError, MAX_GZIP_HEADER, MAX_ZSTD_WINDOW};
 pub use decoder::{ArchiveInfo, DecodeError, Decoder, DecoderOptions, Entry, Event, TablespaceInfo};
@@ -30,7 +30,7 @@ pub use pg_wire::replication::Lsn;
 pub mod fuzzing {
     //! Entry point of the `basebackup` fuzz target, also replayed by the crate's tests.
 
-    use crate::recording::{Chunking, decode_pieces, split};
+    use crate::summary::{Chunking, decode_pieces, split};
     use crate::{Compression, DecoderOptions};
 
     /// Options chosen by the first input byte: major 12…18, manifest, compression.

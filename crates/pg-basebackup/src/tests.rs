@@ -5,10 +5,7 @@ use std::io::Write;
 
 use proptest::prelude::*;
 
-use crate::recording::{
-    BASE_BACKUP_MARK, Chunking, Direction, RecordingMeta, RecordingReader, RecordingWriter, Summary,
-    decode_pieces, replay, response_chunks, split,
-};
+use crate::summary::{Chunking, Summary, decode_pieces, split};
 use crate::*;
 
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -612,126 +609,6 @@ fn feed_frame_matches_feed_bytes_and_data_is_zero_copy() {
     }
     dec.finish().unwrap();
     assert!(frames_in > 10 && data_events > 3);
-}
-
-#[test]
-fn recording_round_trip_and_replay() {
-    let st = Stream::sample(15);
-    let meta = RecordingMeta {
-        server_major: 15,
-        server_version: "15.18 (Debian 15.18-0+deb12u1)".into(),
-        command: "BASE_BACKUP ( LABEL 'x', PROGRESS, MANIFEST 'yes')".into(),
-        manifest: true,
-        compression: Compression::None,
-        meta: serde_json::json!({"test": "round trip"}),
-    };
-    let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
-    w.record(Direction::Server, 1, &msg(b'Z', b"I")).unwrap(); // an earlier command's answer
-    w.mark(2, BASE_BACKUP_MARK).unwrap();
-    w.record(Direction::Client, 3, &msg(b'Q', b"BASE_BACKUP\0")).unwrap();
-    let bytes = st.bytes();
-    for (i, piece) in bytes.chunks(777).enumerate() {
-        w.record(Direction::Server, 10 + i as u64, piece).unwrap();
-    }
-    w.record(Direction::Client, 99, &msg(b'Q', b"IDENTIFY_SYSTEM\0")).unwrap();
-    w.record(Direction::Server, 100, b"unrelated").unwrap();
-    let rec = w.into_inner().unwrap();
-    assert!(rec.starts_with(b"PGPRECv1\n"));
-
-    let mut r = RecordingReader::new(&rec[..]).unwrap();
-    assert_eq!(r.meta(), &meta);
-    let first = r.next_record().unwrap().unwrap();
-    assert_eq!((first.direction, first.nanos), (Direction::Server, 1));
-
-    let expected = st.decode(Chunking::AsRecorded);
-    assert_complete(&expected, &st);
-    for chunking in [
-        Chunking::AsRecorded,
-        Chunking::Fixed(1),
-        Chunking::Fixed(4096),
-        Chunking::Random { seed: 3, max: 900 },
-    ] {
-        assert_eq!(replay(&rec[..], chunking).unwrap(), expected, "{chunking:?}");
-    }
-    // Damaged recordings.
-    assert!(matches!(
-        RecordingReader::new(&b"PGPRECv2\n"[..]),
-        Err(crate::recording::RecordingError::BadMagic)
-    ));
-    let truncated = &rec[..rec.len() - 3];
-    assert!(replay(truncated, Chunking::AsRecorded).is_err());
-    let mut bad_dir = rec.clone();
-    let first_record = 13 + u32::from_be_bytes(rec[9..13].try_into().unwrap()) as usize;
-    bad_dir[first_record] = b'X';
-    assert!(replay(&bad_dir[..], Chunking::AsRecorded).unwrap_err().to_string().contains("direction"));
-
-    // The same recording gzip-compressed (one or two members) replays alike.
-    let gz = |data: &[u8]| {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    };
-    let (a, b) = rec.split_at(rec.len() / 2);
-    for compressed in [gz(&rec), [gz(a), gz(b)].concat()] {
-        assert_eq!(RecordingReader::new(&compressed[..]).unwrap().meta(), &meta);
-        for chunking in [Chunking::AsRecorded, Chunking::Random { seed: 5, max: 300 }] {
-            assert_eq!(replay(&compressed[..], chunking).unwrap(), expected, "gzip {chunking:?}");
-        }
-        let truncated = &compressed[..compressed.len() - 20];
-        assert!(replay(truncated, Chunking::AsRecorded).map_or(true, |s| !s.done));
-    }
-    // response_chunks: the server reads after the marker, up to the next command.
-    let (m, chunks) = response_chunks(&rec[..]).unwrap();
-    assert_eq!(m, meta);
-    assert_eq!(chunks.concat(), bytes);
-    assert!(chunks.iter().all(|c| c.len() <= 777));
-    // Too short to hold a magic, plain or gzip.
-    for short in [&b""[..], b"P", b"\x1f", b"\x1f\x8b", b"PGPREC"] {
-        assert!(
-            matches!(RecordingReader::new(short), Err(crate::recording::RecordingError::BadMagic)),
-            "{short:?}"
-        );
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
-
-    /// Replay re-cuts recorded reads of any sizes into exactly the pieces `split` gives the
-    /// concatenated stream: same summary, whatever the record sizes and the chunking.
-    #[test]
-    fn replay_rechunking_matches_split(
-        record_sizes in proptest::collection::vec(1usize..2000, 1..40),
-        seed in any::<u64>(),
-        max in 1usize..700,
-        fixed in 1usize..3000,
-    ) {
-        let st = Stream::sample(14);
-        let bytes = st.bytes();
-        let meta = RecordingMeta {
-            server_major: 14,
-            server_version: "14.23".into(),
-            command: "BASE_BACKUP".into(),
-            manifest: st.manifest.is_some(),
-            compression: Compression::None,
-            meta: serde_json::Value::Null,
-        };
-        let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
-        w.mark(0, BASE_BACKUP_MARK).unwrap();
-        let mut rest = &bytes[..];
-        let mut sizes = record_sizes.iter().cycle();
-        while !rest.is_empty() {
-            let (piece, tail) = rest.split_at((*sizes.next().unwrap()).min(rest.len()));
-            w.record(Direction::Server, 1, piece).unwrap();
-            rest = tail;
-        }
-        let rec = w.into_inner().unwrap();
-        for chunking in [Chunking::Fixed(fixed), Chunking::Random { seed, max }] {
-            let direct = decode_pieces(meta.decoder_options(), split(&bytes, chunking));
-            prop_assert!(direct.done);
-            prop_assert_eq!(replay(&rec[..], chunking).unwrap(), direct);
-        }
-    }
 }
 
 proptest! {

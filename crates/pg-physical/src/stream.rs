@@ -13,7 +13,7 @@ use pg_config::{Config, Replication};
 use pg_conn::Client;
 use pg_wire::message::BackendMessage;
 use pg_wire::replication::{Lsn, PgTimestamp, ReplicationMessage, StandbyStatusUpdate};
-use record_sink::{EntryKind, Metadata, Record, RecordPath, RecordSink, Wants};
+use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -115,8 +115,9 @@ impl Streamer {
         let _ = self.end.send(Some(lsn));
     }
 
-    /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` (plus its
-    /// `archive_status/<segment>.done`) into the sink. Returns the number of segments.
+    /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` into the
+    /// sink, with `archive_status/<segment>.done` for each complete one. Returns the number of
+    /// segments.
     pub(crate) async fn finish_into<S: RecordSink>(mut self, sink: &mut S) -> Result<usize, PhysicalError> {
         let mut spool = match (self.done.take(), self.task.take()) {
             (Some(spool), _) => spool,
@@ -124,9 +125,12 @@ impl Streamer {
             (None, None) => return Err(PhysicalError::internal("the WAL receiver already failed")),
         };
         let segments = spool.finish()?;
+        // The last segment is complete only if the stream stopped on a segment boundary.
+        let complete =
+            segments.len().saturating_sub(usize::from(spool.position() % spool.segment_size() != 0));
         let now = SystemTime::now();
-        for (name, path) in &segments {
-            let meta = Metadata { mode: 0o600, mtime: now, uid: None, gid: None };
+        for (i, (name, path)) in segments.iter().enumerate() {
+            let meta = Metadata::new(0o600, now);
             let size = spool.segment_size();
             let record = Record {
                 path: RecordPath::new(format!("/data/pg_wal/{name}")).expect("valid"),
@@ -147,7 +151,11 @@ impl Streamer {
                         break;
                     }
                     sent += n as u64;
-                    sink.data(buf.freeze()).await?;
+                    if sink.data(buf.freeze()).await? == Flow::Stop {
+                        // The consumer wants no more of it; the spool's copy was complete.
+                        sent = size;
+                        break;
+                    }
                 }
                 if sent != size {
                     return Err(PhysicalError::Stream(format!(
@@ -157,6 +165,12 @@ impl Streamer {
             }
             sink.end_file().await?;
             spool.remove(name).ok();
+            // Only complete segments are marked archived, as pg_basebackup does (receivelog.c):
+            // the one still being written when the backup ended gets more WAL once restored,
+            // and a `.done` would let the restored server recycle it without archiving it.
+            if i >= complete {
+                continue;
+            }
             let done = Record {
                 path: RecordPath::new(format!("/data/pg_wal/archive_status/{name}.done")).expect("valid"),
                 kind: EntryKind::File { size: Some(0) },
@@ -196,6 +210,59 @@ fn lost(e: pg_conn::Error, position: u64) -> PhysicalError {
 /// The WAL connection failed while `doing` something before streaming.
 fn failed_to(doing: &'static str) -> impl FnOnce(pg_conn::Error) -> PhysicalError {
     move |source| PhysicalError::WalConnection { at: doing.to_owned(), source: Box::new(source) }
+}
+
+/// The server ended the stream of our timeline before the backup's end: the standby we stream
+/// from was promoted. `pg_basebackup` follows the switch to the next timeline (`receivelog.c`),
+/// but a backup whose standby was promoted in the middle can never succeed: the server fails
+/// it ("the standby was promoted during online backup"), and that is the error to report.
+/// So the receiver reads the end-of-timeline result, then waits for the backup's outcome: the
+/// backup fails (and cancels this task) or, should it end, its end must already be received.
+async fn end_of_timeline(
+    mut client: Client,
+    spool: WalSpool,
+    mut end: watch::Receiver<Option<u64>>,
+) -> Result<WalSpool, PhysicalError> {
+    let at = spool.position();
+    client.send_copy_done().await.map_err(|e| lost(e, at))?;
+    let mut next_timeline = String::from("?");
+    loop {
+        let frame = client.read_frame().await.map_err(|e| lost(e, at))?;
+        match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
+            BackendMessage::ReadyForQuery(_) => break,
+            BackendMessage::DataRow(row) => {
+                if let Some(Some(tli)) = row.columns.first() {
+                    next_timeline = String::from_utf8_lossy(tli).into_owned();
+                }
+            }
+            BackendMessage::ErrorResponse(e) => {
+                return Err(PhysicalError::Stream(format!(
+                    "WAL stream end of timeline at {}: {e}",
+                    lsn_text(at)
+                )));
+            }
+            _ => {}
+        }
+    }
+    let _ = client.close().await;
+    tracing::info!("WAL stream: the server switched to timeline {next_timeline} at {}", lsn_text(at));
+    let backup_end = loop {
+        if let Some(lsn) = *end.borrow() {
+            break lsn;
+        }
+        if end.changed().await.is_err() {
+            return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
+        }
+    };
+    if at >= backup_end {
+        return Ok(spool);
+    }
+    Err(PhysicalError::Stream(format!(
+        "the server switched to timeline {next_timeline} at {} (the standby was promoted), before the backup's \
+         end at {}",
+        lsn_text(at),
+        lsn_text(backup_end)
+    )))
 }
 
 async fn receive(
@@ -263,11 +330,7 @@ async fn receive(
                     lsn_text(spool.position())
                 )));
             }
-            BackendMessage::CopyDone => {
-                return Err(PhysicalError::Stream(
-                    "the server ended the WAL stream before the backup's end (timeline switch?)".into(),
-                ));
-            }
+            BackendMessage::CopyDone => return end_of_timeline(client, spool, end).await,
             other => {
                 return Err(PhysicalError::Stream(format!("unexpected {} in the WAL stream", other.name())));
             }

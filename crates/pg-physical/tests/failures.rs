@@ -75,7 +75,7 @@ async fn backup(
     target: &Target,
 ) -> Result<BackupReport, PhysicalError> {
     let mut sink = target.sink();
-    pg_physical::backup(config, options, &target.run(), &mut sink).await
+    common::backup(config, options, &target.run(), &mut sink).await
 }
 
 /// Options for a sink that keeps what it wrote when the backup fails.
@@ -94,7 +94,7 @@ fn spawn_backup(
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let mut sink = DirSink::create(kept(data)).unwrap();
-            pg_physical::backup(&config, &options, &run, &mut sink).await
+            common::backup(&config, &options, &run, &mut sink).await
         })
     })
 }
@@ -506,7 +506,7 @@ async fn stalled_backup(cluster: &TestCluster, wal_method: WalMethod, cut: Cut, 
     let run = RunOptions { read_timeout: Some(timeout), ..target.run() };
     let mut sink = target.sink();
     let cfg = config_at(proxy.port, "user=postgres");
-    let backup = pg_physical::backup(&cfg, &options, &run, &mut sink);
+    let backup = common::backup(&cfg, &options, &run, &mut sink);
     let err = tokio::time::timeout(Duration::from_secs(60), backup)
         .await
         .unwrap_or_else(|_| panic!("{wal_method:?} {cut:?}: the stalled backup still hangs after 60 s"))
@@ -569,7 +569,7 @@ per_major!(async fn an_idle_server_is_not_a_stalled_one(major) {
     let run = RunOptions { read_timeout: Some(Duration::from_secs(2)), ..target.run() };
     let started = Instant::now();
     let mut sink = target.sink();
-    pg_physical::backup(&config(&cluster), &options, &run, &mut sink).await.unwrap();
+    common::backup(&config(&cluster), &options, &run, &mut sink).await.unwrap();
     assert!(started.elapsed() > Duration::from_secs(4), "the backup was too short to prove anything");
     assert!(target.data().join("PG_VERSION").is_file());
     target.assert_no_spool();
@@ -770,7 +770,7 @@ per_major!(async fn no_password_in_errors_logs_or_recordings(major) {
     let recording = target.scratch.path().join("backup.rec");
     let run = RunOptions { record_to: Some(recording.clone()), ..target.run() };
     let mut sink = target.sink();
-    let report = pg_physical::backup(&right, &BackupOptions::default(), &run, &mut sink).await.unwrap();
+    let report = common::backup(&right, &BackupOptions::default(), &run, &mut sink).await.unwrap();
     clean("the report", &format!("{report:?}"));
     let recorded = std::fs::read(&recording).unwrap();
     {

@@ -33,7 +33,7 @@ fn verifybackup(major: u32, data: &Path) {
 async fn backup(cluster: &TestCluster, wal_method: WalMethod, options: DirSinkOptions) {
     let mut sink = DirSink::create(options).unwrap();
     let backup = BackupOptions { wal_method, ..BackupOptions::default() };
-    pg_physical::backup(&config(cluster), &backup, &RunOptions::default(), &mut sink)
+    common::backup(&config(cluster), &backup, &RunOptions::default(), &mut sink)
         .await
         .unwrap_or_else(|e| panic!("backup failed: {e}\n{}", cluster.log_contents()));
 }
