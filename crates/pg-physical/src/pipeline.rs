@@ -139,9 +139,9 @@ impl Pipeline {
                     Some(oid) => {
                         if !self.tablespaces_announced {
                             self.tablespaces_announced = true;
-                            sink.record(&dir_record(TABLESPACES_ROOT, 0o700)).await?;
+                            sink.record(&dir_record(TABLESPACES_ROOT, self.data_mode)).await?;
                         }
-                        (format!("{TABLESPACES_ROOT}/{oid}"), 0o700)
+                        (format!("{TABLESPACES_ROOT}/{oid}"), self.data_mode)
                     }
                 };
                 sink.record(&dir_record(&path, mode)).await?;
@@ -155,7 +155,7 @@ impl Pipeline {
                 let record = Record {
                     path: RecordPath::new(format!("{DATA_ROOT}/backup_manifest")).expect("valid path"),
                     kind: EntryKind::File { size: None },
-                    meta: Metadata::new(0o600, SystemTime::now()),
+                    meta: Metadata::new(file_mode(self.data_mode), SystemTime::now()),
                 };
                 let wants = sink.record(&record).await?;
                 self.current = Some(Current {
@@ -298,6 +298,13 @@ impl Pipeline {
         sink.end_file().await?;
         Ok(())
     }
+}
+
+/// The mode of a file the backup itself makes (`backup_manifest`, streamed WAL) for a data
+/// directory of mode `data_mode`: 0600, or 0640 when the cluster allows group access (0750),
+/// as `pg_basebackup` creates them.
+pub(crate) fn file_mode(data_mode: u32) -> u32 {
+    if data_mode & 0o050 != 0 { 0o640 } else { 0o600 }
 }
 
 /// The in-place tablespaces of a backup's tablespace list: those whose location is relative.

@@ -30,6 +30,8 @@ pub(crate) struct Streamer {
     task: Option<JoinHandle<Result<WalSpool, PhysicalError>>>,
     /// Its spool, once it has ended successfully.
     done: Option<WalSpool>,
+    /// The mode of the files it hands over (0600, or 0640 with group access).
+    file_mode: u32,
 }
 
 impl Drop for Streamer {
@@ -83,7 +85,12 @@ impl Streamer {
         let (end, end_rx) = watch::channel(None);
         let interval = timeout::status_interval(run.read_timeout);
         let task = tokio::spawn(receive(client, spool, end_rx, interval));
-        Ok(Self { end, task: Some(task), done: None })
+        Ok(Self {
+            end,
+            task: Some(task),
+            done: None,
+            file_mode: crate::pipeline::file_mode(server.data_directory_mode),
+        })
     }
 
     /// Resolves only if the receiver fails (a dropped connection, a server error): the backup
@@ -130,7 +137,7 @@ impl Streamer {
             segments.len().saturating_sub(usize::from(spool.position() % spool.segment_size() != 0));
         let now = SystemTime::now();
         for (i, (name, path)) in segments.iter().enumerate() {
-            let meta = Metadata::new(0o600, now);
+            let meta = Metadata::new(self.file_mode, now);
             let size = spool.segment_size();
             let record = Record {
                 path: RecordPath::new(format!("/data/pg_wal/{name}")).expect("valid"),

@@ -115,3 +115,80 @@ per_major!(async fn in_place_tablespace_is_restored_inside_pg_tblspc(major) {
         assert_eq!(copy.sql("select count(*) from in_place").unwrap(), "5000", "{wal_method:?}");
     }
 });
+
+// ---------------------------------------------------------------------------------------------
+// Group access (`initdb --allow-group-access`, data_directory_mode 0750)
+
+/// `chmod -R g+rX`: what `initdb --allow-group-access` makes (directories 0750, files 0640).
+fn allow_group_access(dir: &Path) {
+    run(Command::new("chmod").args(["-R", "g+rX"]).arg(dir));
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+per_major!(async fn modes_follow_group_access(major) {
+    let mut cluster = TestCluster::start(major).unwrap();
+    let ts = cluster.create_tablespace("ts").unwrap();
+    cluster.sql("create table in_ts tablespace ts as select 1 a").unwrap();
+    let oid = cluster.sql("select oid from pg_tablespace where spcname = 'ts'").unwrap();
+    cluster.stop().unwrap();
+    allow_group_access(cluster.data_dir());
+    allow_group_access(&ts);
+    cluster.restart().unwrap();
+    assert_eq!(cluster.sql("show data_directory_mode").unwrap(), "0750");
+
+    let scratch = ScratchDir::new().unwrap();
+    let data = scratch.path().join("pgdata");
+    let ts_copy = scratch.path().join("ts-copy");
+    let mut options = DirSinkOptions::new(&data);
+    options.tablespace_mapping.insert(oid.parse().unwrap(), ts_copy.clone());
+    backup(&cluster, WalMethod::Stream, options).await;
+    let oracle = scratch.path().join("oracle");
+    let oracle_ts = scratch.path().join("oracle-ts");
+    pg_basebackup(&cluster, &oracle, &["-X", "stream", "-T", &format!("{}={}", ts.display(), oracle_ts.display())]);
+
+    // The modes of each kind of thing the backup writes itself (segment names differ between
+    // the two backups, their modes must not).
+    let modes = |root: &Path, ts: &Path| -> Vec<(String, Vec<String>)> {
+        let of = |dir: &Path, filter: &dyn Fn(&str) -> bool| -> Vec<String> {
+            let mut m: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| filter(&e.file_name().to_string_lossy()))
+                .map(|e| format!("{:o}", mode(&e.path())))
+                .collect();
+            m.sort();
+            m.dedup();
+            m
+        };
+        let mut out = vec![
+            ("the data directory".to_owned(), vec![format!("{:o}", mode(root))]),
+            ("the tablespace directory".into(), vec![format!("{:o}", mode(ts))]),
+            ("pg_wal segments".into(), of(&root.join("pg_wal"), &|n| n.len() == 24)),
+            ("pg_wal/archive_status".into(), vec![format!("{:o}", mode(&root.join("pg_wal/archive_status")))]),
+            (".done files".into(), of(&root.join("pg_wal/archive_status"), &|n| n.ends_with(".done"))),
+        ];
+        if major >= 13 {
+            out.push(("backup_manifest".into(), vec![format!("{:o}", mode(&root.join("backup_manifest")))]));
+        }
+        out
+    };
+    let ours = modes(&data, &ts_copy);
+    let theirs = modes(&oracle, &oracle_ts);
+    // Whether a backup has .done files depends on where the WAL stream stopped (only complete
+    // segments get one): pg_basebackup makes them with the segments' mode.
+    let segment_modes = theirs[2].1.clone();
+    for ((what, a), (_, b)) in ours.iter().zip(&theirs) {
+        let b = if what == ".done files" { &segment_modes } else { b };
+        if what != ".done files" {
+            assert!(!a.is_empty(), "{what}: none in our backup");
+        }
+        if !a.is_empty() {
+            assert_eq!(a, b, "{what}: our modes differ from pg_basebackup's");
+        }
+    }
+    assert_eq!(mode(&data.join("backup_label")), 0o640);
+});
