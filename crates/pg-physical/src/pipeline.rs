@@ -11,8 +11,8 @@ use bytes::Bytes;
 use pg_basebackup::{Entry, Event, Lsn, TablespaceInfo};
 use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 
-use crate::PhysicalError;
 use crate::verify::{FileCheck, ManifestCheck};
+use crate::{EntryProblem, PhysicalError};
 
 /// Where the backup's main data directory goes.
 pub const DATA_ROOT: &str = "/data";
@@ -215,8 +215,10 @@ impl Pipeline {
                 format!("pg_tblspc/{oid}/{}", header.path),
             ),
         };
-        let path = RecordPath::new(record_path.clone())
-            .map_err(|e| PhysicalError::Stream(format!("entry {:?}: {e}", header.path)))?;
+        let path = RecordPath::new(record_path.clone()).map_err(|e| PhysicalError::Entry {
+            path: header.path.clone(),
+            problem: EntryProblem::Path(e),
+        })?;
         let kind = match header.kind {
             pg_tar::EntryKind::File => EntryKind::File { size: Some(header.size) },
             pg_tar::EntryKind::Directory => EntryKind::Directory,
@@ -230,11 +232,10 @@ impl Pipeline {
                 }
             }
             pg_tar::EntryKind::Other(t) => {
-                return Err(PhysicalError::Stream(format!(
-                    "entry {:?} has tar type {:?}, which PostgreSQL never sends",
-                    header.path,
-                    char::from(t)
-                )));
+                return Err(PhysicalError::Entry {
+                    path: header.path.clone(),
+                    problem: EntryProblem::TarType(char::from(t)),
+                });
             }
         };
         let mut meta = Metadata {
@@ -287,10 +288,11 @@ impl Pipeline {
             return Ok(());
         };
         if current.size != current.expected {
-            return Err(PhysicalError::Stream(format!(
-                "{}: {} bytes received, the tar header announced {}",
-                current.record, current.size, current.expected
-            )));
+            return Err(PhysicalError::Size {
+                file: current.record,
+                received: current.size,
+                announced: current.expected,
+            });
         }
         if let (Some(path), Some(check)) = (current.manifest_path, current.check) {
             self.manifest.file_received(path, check)?;
@@ -317,10 +319,7 @@ fn in_place_tablespaces(tablespaces: &[TablespaceInfo]) -> Result<Vec<u32>, Phys
             && !location.starts_with('/')
         {
             if *location != format!("pg_tblspc/{oid}") {
-                return Err(PhysicalError::Stream(format!(
-                    "tablespace {oid} has the relative location {location:?}; only in-place tablespaces \
-                     (pg_tblspc/{oid}) may be relative"
-                )));
+                return Err(PhysicalError::TablespaceLocation { oid, location: location.clone() });
             }
             in_place.push(oid);
         }

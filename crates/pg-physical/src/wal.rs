@@ -16,58 +16,39 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Smallest and largest WAL segment sizes PostgreSQL allows (`initdb --wal-segsize`).
-const MIN_SEGMENT: u64 = 1 << 20;
-const MAX_SEGMENT: u64 = 1 << 30;
+use pg_wire::replication::{Lsn, SegmentSizeError, check_segment_size};
 
-/// The name of the WAL segment file holding `lsn` on `timeline`.
-pub fn segment_file_name(timeline: u32, lsn: u64, segment_size: u64) -> String {
-    let segno = lsn / segment_size;
-    let per_xlogid = 0x1_0000_0000 / segment_size;
-    format!("{timeline:08X}{:08X}{:08X}", segno / per_xlogid, segno % per_xlogid)
-}
-
-/// Parses `SHOW wal_segment_size` (`16MB`, `1GB`, `1024kB`) into bytes, and checks it is a
-/// power of two between 1 MB and 1 GB.
-pub fn parse_segment_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let bytes = match unit.trim() {
-        "" | "B" => n,
-        "kB" => n << 10,
-        "MB" => n << 20,
-        "GB" => n << 30,
-        _ => return None,
-    };
-    ((MIN_SEGMENT..=MAX_SEGMENT).contains(&bytes) && bytes.is_power_of_two()).then_some(bytes)
-}
-
-/// An LSN as PostgreSQL prints it (`X/X`).
-fn lsn(v: u64) -> String {
-    format!("{:X}/{:X}", v >> 32, v & 0xffff_ffff)
-}
-
-/// A WAL position outside what the spool accepts.
+/// A failure of the WAL spool.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
     /// A payload that does not continue where the previous one ended.
-    #[error("WAL payload at {} does not continue the stream at {}", lsn(*got), lsn(*expected))]
+    #[error("WAL payload at {got} does not continue the stream at {expected}")]
     Gap {
         /// Where the stream was.
-        expected: u64,
+        expected: Lsn,
         /// Where the payload starts.
-        got: u64,
+        got: Lsn,
     },
+    /// A segment size PostgreSQL does not allow.
+    #[error("{0}")]
+    SegmentSize(SegmentSizeError),
     /// An IO error on the spool.
-    #[error("WAL spool {path}: {source}")]
+    #[error("WAL spool {path}: {error}")]
     Io {
-        /// The file concerned.
+        /// The file or directory concerned.
         path: PathBuf,
         /// The error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
+    },
+    /// A spooled segment that is not whole when it is read back.
+    #[error("WAL segment {segment}: {read} bytes in the spool, expected {expected}")]
+    Short {
+        /// The segment's file name.
+        segment: String,
+        /// Bytes read back.
+        read: u64,
+        /// The segment size.
+        expected: u64,
     },
 }
 
@@ -87,38 +68,47 @@ impl WalSpool {
     /// A spool in a new private directory (mode 0700, segments 0600: this is cluster data)
     /// under `parent` (the system temp dir if `None`), receiving WAL from `start` (rounded
     /// down to its segment) on `timeline`.
-    pub fn new(parent: Option<&Path>, segment_size: u64, timeline: u32, start: u64) -> io::Result<Self> {
-        use std::os::unix::fs::PermissionsExt;
+    pub fn new(
+        parent: Option<&Path>,
+        segment_size: u64,
+        timeline: u32,
+        start: Lsn,
+    ) -> Result<Self, WalError> {
+        check_segment_size(segment_size).map_err(WalError::SegmentSize)?;
         let mut builder = tempfile::Builder::new();
-        builder.prefix("pgplakar-wal-").permissions(fs::Permissions::from_mode(0o700));
+        builder.prefix("pgplakar-wal-").permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
         let dir = match parent {
-            Some(p) => builder.tempdir_in(p)?,
-            None => builder.tempdir()?,
-        };
+            Some(p) => builder.tempdir_in(p),
+            None => builder.tempdir(),
+        }
+        .map_err(|error| WalError::Io {
+            path: parent.map_or_else(std::env::temp_dir, Path::to_owned),
+            error,
+        })?;
         Ok(Self {
             dir,
             segment_size,
             timeline,
-            position: start - start % segment_size,
+            position: start.0 - start.0 % segment_size,
             current: None,
             segments: Vec::new(),
         })
     }
 
     /// Where the stream should start (the segment start of the requested position).
-    pub fn start_position(&self) -> u64 {
-        self.position
+    pub fn start_position(&self) -> Lsn {
+        Lsn(self.position)
     }
 
     /// The first byte not yet received.
-    pub fn position(&self) -> u64 {
-        self.position
+    pub fn position(&self) -> Lsn {
+        Lsn(self.position)
     }
 
     /// Writes an `XLogData` payload that starts at `start`.
-    pub fn write(&mut self, start: u64, mut data: &[u8]) -> Result<(), WalError> {
-        if start != self.position {
-            return Err(WalError::Gap { expected: self.position, got: start });
+    pub fn write(&mut self, start: Lsn, mut data: &[u8]) -> Result<(), WalError> {
+        if start.0 != self.position {
+            return Err(WalError::Gap { expected: Lsn(self.position), got: start });
         }
         while !data.is_empty() {
             let offset = self.position % self.segment_size;
@@ -126,7 +116,7 @@ impl WalSpool {
             let n = room.min(data.len());
             let dir = self.dir.path().to_owned();
             let (name, f) = self.segment_for(self.position)?;
-            f.write_all(&data[..n]).map_err(|source| WalError::Io { path: dir.join(&*name), source })?;
+            f.write_all(&data[..n]).map_err(|error| WalError::Io { path: dir.join(&*name), error })?;
             self.position += n as u64;
             data = &data[n..];
         }
@@ -134,15 +124,17 @@ impl WalSpool {
     }
 
     fn segment_for(&mut self, lsn: u64) -> Result<(&mut String, &mut File), WalError> {
-        let name = segment_file_name(self.timeline, lsn, self.segment_size);
+        let name = Lsn(lsn).wal_file_name(self.timeline, self.segment_size).map_err(WalError::SegmentSize)?;
         if self.current.as_ref().is_none_or(|(n, _)| *n != name) {
             self.close_current()?;
             let path = self.dir.path().join(&name);
-            let io = |source| WalError::Io { path: path.clone(), source };
-            let mut f = {
-                use std::os::unix::fs::OpenOptionsExt;
-                OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io)?
-            };
+            let io = |error| WalError::Io { path: path.clone(), error };
+            let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+                OpenOptions::new().write(true).create_new(true),
+                0o600,
+            )
+            .open(&path)
+            .map_err(io)?;
             f.seek(SeekFrom::Start(lsn % self.segment_size)).map_err(io)?;
             self.segments.push(name.clone());
             self.current = Some((name, f));
@@ -155,7 +147,7 @@ impl WalSpool {
     fn close_current(&mut self) -> Result<(), WalError> {
         if let Some((name, f)) = self.current.take() {
             let path = self.dir.path().join(&name);
-            f.set_len(self.segment_size).map_err(|source| WalError::Io { path, source })?;
+            f.set_len(self.segment_size).map_err(|error| WalError::Io { path, error })?;
         }
         Ok(())
     }
@@ -183,32 +175,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segment_names() {
-        const MB16: u64 = 16 << 20;
-        assert_eq!(segment_file_name(1, 0x0300_0028, MB16), "000000010000000000000003");
-        assert_eq!(segment_file_name(2, 0x1_FF00_0000, MB16), "0000000200000001000000FF");
-        assert_eq!(segment_file_name(1, 0x1_0000_0000 + (5 << 20), 1 << 20), "000000010000000100000005");
-    }
-
-    #[test]
-    fn segment_sizes() {
-        assert_eq!(parse_segment_size("16MB"), Some(16 << 20));
-        assert_eq!(parse_segment_size("1MB"), Some(1 << 20));
-        assert_eq!(parse_segment_size("1GB"), Some(1 << 30));
-        assert_eq!(parse_segment_size("1024kB"), Some(1 << 20));
-        for bad in ["", "3MB", "2GB", "512kB", "16 XB", "MB"] {
-            assert_eq!(parse_segment_size(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn the_spool_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         // Whatever the umask lets through, the spool is the owner's only.
         let seg = 1u64 << 20;
-        let mut spool = WalSpool::new(Some(tmp.path()), seg, 1, seg).unwrap();
-        spool.write(seg, &[1u8; 100]).unwrap();
+        let mut spool = WalSpool::new(Some(tmp.path()), seg, 1, Lsn(seg)).unwrap();
+        spool.write(Lsn(seg), &[1u8; 100]).unwrap();
         let dir = fs::read_dir(tmp.path()).unwrap().next().unwrap().unwrap().path();
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         let segment = dir.join("000000010000000000000001");
@@ -218,13 +191,13 @@ mod tests {
     #[test]
     fn payloads_fill_full_size_segments_across_boundaries() {
         let seg = 1u64 << 20;
-        let mut spool = WalSpool::new(None, seg, 1, seg + 40).unwrap();
-        assert_eq!(spool.start_position(), seg);
+        let mut spool = WalSpool::new(None, seg, 1, Lsn(seg + 40)).unwrap();
+        assert_eq!(spool.start_position(), Lsn(seg));
         let first = vec![1u8; (seg - 100) as usize];
-        spool.write(seg, &first).unwrap();
+        spool.write(Lsn(seg), &first).unwrap();
         // Crosses into the next segment.
-        spool.write(2 * seg - 100, &[2u8; 300]).unwrap();
-        let err = spool.write(2 * seg + 999, b"x").unwrap_err().to_string();
+        spool.write(Lsn(2 * seg - 100), &[2u8; 300]).unwrap();
+        let err = spool.write(Lsn(2 * seg + 999), b"x").unwrap_err().to_string();
         assert_eq!(err, "WAL payload at 0/2003E7 does not continue the stream at 0/2000C8");
         let segs = spool.finish().unwrap();
         let names: Vec<_> = segs.iter().map(|(n, _)| n.as_str()).collect();
@@ -236,5 +209,11 @@ mod tests {
         assert!(a[(seg - 100) as usize..].iter().all(|&x| x == 2));
         assert!(b[..200].iter().all(|&x| x == 2));
         assert!(b[200..].iter().all(|&x| x == 0), "the last segment is zero-padded");
+    }
+
+    #[test]
+    fn refuses_a_segment_size_postgres_does_not_allow() {
+        let err = WalSpool::new(None, 3 << 20, 1, Lsn(0)).unwrap_err();
+        assert!(matches!(err, WalError::SegmentSize(_)), "{err}");
     }
 }

@@ -164,7 +164,7 @@ per_major!(async fn backup_from_a_standby_under_writes(major) {
         let report = backup(&standby, &options, &target)
             .await
             .unwrap_or_else(|e| panic!("{wal_method:?} backup from the standby failed: {e}\n{}", standby.log_contents()));
-        assert_eq!(report.server.system_identifier, primary.sql("select system_identifier from pg_control_system()").unwrap());
+        assert_eq!(report.server.system_identifier.to_string(), primary.sql("select system_identifier from pg_control_system()").unwrap());
         assert!(target.spool_left().is_empty(), "WAL spool left: {:?}", target.spool_left());
         let data = target.data();
         assert!(data.join("standby.signal").exists(), "a standby's backup carries its standby.signal, as pg_basebackup's does");

@@ -386,7 +386,7 @@ impl TestCluster {
             if !out.status.success() {
                 return Err(Error::Io {
                     what: format!("cp -a {} {}", template.display(), self.data_dir.display()),
-                    source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+                    error: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
                 });
             }
         }
