@@ -116,6 +116,10 @@ impl Client {
     /// Connects with a libpq-style configuration (environment and passfile applied).
     pub async fn connect(config: &Config) -> Result<Client, Error> {
         let resolved = config.resolve().map_err(|e| Error::new(ErrorKind::Config(e)))?;
+        // What libpq prints on stderr (an insecure password file it ignores, …).
+        for w in &resolved.warnings {
+            tracing::warn!("{w}");
+        }
         Self::connect_resolved(&resolved).await
     }
 
@@ -613,7 +617,15 @@ async fn startup(
         broken: false,
         address: Address::of(target, config.keepalives)?,
     };
-    let auth = |e: StartupError| Error::new(ErrorKind::Startup(e)).at(Step::Authentication);
+    // Too many connections or WAL senders (class 53, e.g. 53300) and a server that cannot take
+    // connections yet (57P03) are not authentication failures: say so.
+    let auth = |e: StartupError| {
+        let step = match e.db_error() {
+            Some(db) if db.code.starts_with("53") || db.code == "57P03" => Step::Startup,
+            _ => Step::Authentication,
+        };
+        Error::new(ErrorKind::Startup(e)).at(step)
+    };
     machine.start(&mut client.out).map_err(auth)?;
     client.flush().await.map_err(|e| e.at(Step::Authentication))?;
     loop {

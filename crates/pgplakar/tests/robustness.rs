@@ -231,3 +231,61 @@ fn help_shows_no_password_from_the_environment() {
     assert!(all.contains("PGPLAKAR_CONNECTION"), "the variable is still documented: {all}");
     assert!(!all.contains("Sup3r-s3cret"), "--help printed the password: {all}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// What libpq says: an insecure password file, too many WAL senders
+
+per_major!(fn insecure_passfile_and_too_many_wal_senders(major) {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::start_with(
+        major,
+        ClusterOptions::new()
+            .conf("max_wal_senders = 1")
+            .tcp_auth(Auth::ScramSha256)
+            .user(User::new("alice").password("right").replication()),
+    )
+    .unwrap();
+    let scratch = ScratchDir::new().unwrap();
+    // A password file others can read: libpq ignores it and says so (fe-connect.c).
+    let passfile = scratch.path().join("pgpass");
+    std::fs::write(&passfile, "*:*:*:alice:right\n").unwrap();
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let dsn = format!("host=127.0.0.1 port={} user=alice sslmode=disable", cluster.port());
+    let out = pgplakar()
+        .args(["backup", "-d", &dsn, "-D"])
+        .arg(scratch.path().join("a"))
+        .env("PGPASSFILE", &passfile)
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    let warning = format!("password file \"{}\" has group or world access", passfile.display());
+    assert!(all.contains(&warning) && all.contains("permissions should be u=rw (0600) or less"), "{all}");
+    assert!(all.contains("no password was supplied"), "{all}");
+    // At 0600 it is used.
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = pgplakar()
+        .args(["backup", "-d", &dsn, "-D"])
+        .arg(scratch.path().join("b"))
+        .env("PGPASSFILE", &passfile)
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("group or world access"));
+
+    // Stream mode needs a second WAL sender: 53300, reported as such, not as authentication.
+    let out = pgplakar()
+        .args(["backup", "-X", "stream", "-d", &dsn, "-D"])
+        .arg(scratch.path().join("c"))
+        .env("PGPASSFILE", &passfile)
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(all.contains("53300") && all.contains("max_wal_senders"), "{all}");
+    assert!(all.contains("failed during startup"), "{all}");
+    assert!(!all.contains("authentication"), "not an authentication failure: {all}");
+    assert_server_clean(&cluster);
+});
