@@ -61,6 +61,9 @@ pub struct Pipeline {
     current: Option<Current>,
     in_manifest: bool,
     tablespaces_announced: bool,
+    /// In-place tablespaces (`allow_in_place_tablespaces`, PostgreSQL 15+): their location is
+    /// `pg_tblspc/<oid>` inside the data directory, and their files go there.
+    in_place: Vec<u32>,
     /// The archive being received, for error messages.
     archive: Option<String>,
     /// Whether the end result set arrived.
@@ -95,6 +98,7 @@ impl Pipeline {
             current: None,
             in_manifest: false,
             tablespaces_announced: false,
+            in_place: Vec::new(),
             archive: None,
             ended: false,
             summary: BackupSummary::default(),
@@ -154,6 +158,7 @@ impl Pipeline {
         match event {
             Event::BackupStart { start_lsn, timeline, tablespaces } => {
                 self.summary.start = Some((start_lsn, timeline));
+                self.in_place = in_place_tablespaces(&tablespaces)?;
                 self.summary.tablespaces = tablespaces;
                 if let Some((facts, _)) = self.wal_facts {
                     self.wal = Some(WalCheck::new(facts, start_lsn, timeline)?);
@@ -163,12 +168,13 @@ impl Pipeline {
                 self.archive = Some(archive.name.clone());
                 let (path, mode) = match archive.tablespace.oid {
                     None => (DATA_ROOT.to_owned(), self.data_mode),
+                    Some(oid) if self.in_place.contains(&oid) => (self.tablespace_root(oid), self.data_mode),
                     Some(oid) => {
                         if !self.tablespaces_announced {
                             self.tablespaces_announced = true;
-                            sink.record(&dir_record(TABLESPACES_ROOT, 0o700)).await?;
+                            sink.record(&dir_record(TABLESPACES_ROOT, self.data_mode)).await?;
                         }
-                        (format!("{TABLESPACES_ROOT}/{oid}"), 0o700)
+                        (format!("{TABLESPACES_ROOT}/{oid}"), self.data_mode)
                     }
                 };
                 sink.record(&dir_record(&path, mode)).await?;
@@ -182,7 +188,7 @@ impl Pipeline {
                 let record = Record {
                     path: RecordPath::new(format!("{DATA_ROOT}/backup_manifest")).expect("valid path"),
                     kind: EntryKind::File { size: None },
-                    meta: Metadata::new(0o600, SystemTime::now()),
+                    meta: Metadata::new(file_mode(self.data_mode), SystemTime::now()),
                 };
                 let wants = sink.record(&record).await?;
                 self.current = Some(Current {
@@ -229,6 +235,16 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Where the records of tablespace `oid` go: `/tablespaces/<oid>`, or
+    /// `/data/pg_tblspc/<oid>` for an in-place tablespace (as `pg_basebackup -Fp` writes it).
+    fn tablespace_root(&self, oid: u32) -> String {
+        if self.in_place.contains(&oid) {
+            format!("{DATA_ROOT}/pg_tblspc/{oid}")
+        } else {
+            format!("{TABLESPACES_ROOT}/{oid}")
+        }
+    }
+
     async fn entry_start<S: RecordSink>(&mut self, entry: Entry, sink: &mut S) -> Result<(), PhysicalError> {
         let header = entry.header;
         // Names are bytes (PostgreSQL copies names that are not UTF-8); the record path encodes
@@ -239,7 +255,7 @@ impl Pipeline {
             Some(oid) => {
                 let mut m = format!("pg_tblspc/{oid}/").into_bytes();
                 m.extend_from_slice(&header.path);
-                (format!("{TABLESPACES_ROOT}/{oid}"), m)
+                (self.tablespace_root(oid), m)
             }
         };
         let (path, encoded) =
@@ -357,6 +373,31 @@ impl Pipeline {
     }
 }
 
+/// The mode of a file the backup itself makes (`backup_manifest`, streamed WAL) for a data
+/// directory of mode `data_mode`: 0600, or 0640 when the cluster allows group access (0750),
+/// as `pg_basebackup` creates them.
+pub(crate) fn file_mode(data_mode: u32) -> u32 {
+    if data_mode & 0o050 != 0 { 0o640 } else { 0o600 }
+}
+
+/// The in-place tablespaces of a backup's tablespace list: those whose location is relative.
+/// PostgreSQL sends `pg_tblspc/<oid>` for them (`allow_in_place_tablespaces`); any other
+/// relative location would point somewhere inside the data directory and is refused.
+fn in_place_tablespaces(tablespaces: &[TablespaceInfo]) -> Result<Vec<u32>, PhysicalError> {
+    let mut in_place = Vec::new();
+    for t in tablespaces {
+        if let (Some(oid), Some(location)) = (t.oid, &t.location)
+            && !location.starts_with('/')
+        {
+            if *location != format!("pg_tblspc/{oid}") {
+                return Err(PhysicalError::TablespaceLocation { oid, location: location.clone() });
+            }
+            in_place.push(oid);
+        }
+    }
+    Ok(in_place)
+}
+
 /// The OID of a `pg_tblspc/<oid>` link of the main archive.
 fn tablespace_link_oid(archive_oid: Option<u32>, path: &str) -> Option<u32> {
     if archive_oid.is_some() {
@@ -384,5 +425,20 @@ mod tests {
         assert_eq!(tablespace_link_oid(None, "pg_tblspc/abc"), None);
         assert_eq!(tablespace_link_oid(Some(1), "pg_tblspc/16384"), None);
         assert_eq!(tablespace_link_oid(None, "base/1"), None);
+    }
+
+    #[test]
+    fn in_place_tablespaces_are_the_relative_ones() {
+        let ts = |oid, location: &str| TablespaceInfo {
+            oid: Some(oid),
+            location: Some(location.to_owned()),
+            size_kb: None,
+        };
+        let main = TablespaceInfo { oid: None, location: None, size_kb: None };
+        let list = [ts(16384, "/srv/ts"), ts(16385, "pg_tblspc/16385"), main];
+        assert_eq!(in_place_tablespaces(&list).unwrap(), [16385]);
+        let err = in_place_tablespaces(&[ts(1, "../../etc")]).unwrap_err().to_string();
+        assert!(err.contains("only in-place tablespaces"), "{err}");
+        assert!(in_place_tablespaces(&[ts(1, "pg_tblspc/2")]).is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pg_basebackup::{Decoder, DecoderOptions, Event};
 use pg_config::{Config, Replication};
@@ -15,19 +15,30 @@ use crate::command::{BackupOptions, Compression, WalMethod};
 use crate::pipeline::{BackupSummary, Pipeline};
 use crate::verify::ManifestCheck;
 use crate::walcheck::WalFacts;
-use crate::{PhysicalError, stream};
+use crate::{PhysicalError, stream, timeout};
 
 /// The name of this client, recorded where the Go plugin recorded `pg_basebackup_version`.
 pub const CLIENT_NAME: &str = concat!("pg_plakar/", env!("CARGO_PKG_VERSION"));
 
-/// Where to save a recording of the raw stream, if anywhere.
-#[derive(Clone, Debug, Default)]
+/// How a backup runs: where its recording and WAL spool go, how long it waits for a silent
+/// server.
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Record every byte the backup connection exchanges after authentication (see
     /// [`pg_recording`]).
     pub record_to: Option<PathBuf>,
     /// Directory for the stream-mode WAL spool (the system temp dir by default).
     pub spool_dir: Option<PathBuf>,
+    /// Fail when a connection sends nothing for this long ([`timeout`](crate::timeout) says
+    /// where the limit is stretched); `None` waits forever. Default
+    /// [`DEFAULT_READ_TIMEOUT`](crate::timeout::DEFAULT_READ_TIMEOUT).
+    pub read_timeout: Option<Duration>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { record_to: None, spool_dir: None, read_timeout: Some(timeout::DEFAULT_READ_TIMEOUT) }
+    }
 }
 
 /// The facts the backup connection learnt before the backup began.
@@ -105,9 +116,10 @@ pub async fn backup<S: RecordSink>(
     let started = Instant::now();
     // What needs no server is refused before connecting.
     options.check()?;
-    let mut config = config.clone();
+    let mut config = timeout::with_connect_timeout(config, run.read_timeout);
     config.set_replication(Replication::Physical);
     let mut client = Client::connect(&config).await.map_err(conn_err)?;
+    client.set_read_timeout(run.read_timeout);
     let server = server_facts(&mut client).await?;
     options.validate(server.major)?;
     tracing::info!(
@@ -163,6 +175,18 @@ pub async fn backup<S: RecordSink>(
             major: server.major,
         };
         run_state.pipeline.check_wal(facts, options.wal_method == WalMethod::Fetch);
+    }
+    // The server says nothing while it runs the starting checkpoint: a longer limit until the
+    // first result set (see `timeout`).
+    if let Some(read_timeout) = run.read_timeout {
+        let rows = client.simple_query("SHOW checkpoint_timeout").await.map_err(conn_err)?;
+        let checkpoint_timeout = rows
+            .first()
+            .and_then(|r| r.get(0))
+            .and_then(timeout::parse_setting)
+            .unwrap_or(Duration::from_secs(300));
+        let spread = options.checkpoint == crate::Checkpoint::Spread;
+        client.set_read_timeout(Some(timeout::start_limit(read_timeout, checkpoint_timeout, spread)));
     }
     tracing::debug!("{command}");
     client.send_query(&command).await.map_err(conn_err)?;
@@ -255,6 +279,10 @@ impl Running {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                if let Event::BackupStart { .. } = event {
+                    // The checkpoint is over: from now on the server streams.
+                    client.set_read_timeout(run.read_timeout);
+                }
                 match event {
                     Event::Done => {
                         self.decoder.finish()?;
@@ -347,7 +375,21 @@ impl Recorder {
         decoder: DecoderOptions,
     ) -> Result<Self, PhysicalError> {
         let io = |e: std::io::Error| PhysicalError::Recording(format!("{}: {e}", path.display()));
-        let file = std::fs::File::create(path).map_err(io)?;
+        // The recording holds cluster data: the owner's only, as the data directory.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            use std::os::unix::fs::PermissionsExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            // An existing file keeps its mode on open: narrow it too.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            f
+        };
         let meta = RecordingMeta {
             server_major: server.major,
             server_version: server.server_version.clone(),

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::PhysicalError;
 use crate::source::{RunOptions, ServerFacts, slot_name};
+use crate::timeout;
 use crate::wal::{WalError, WalSpool};
 use crate::walcheck::WalCheck;
 
@@ -32,6 +33,8 @@ pub(crate) struct Streamer {
     task: Option<JoinHandle<Result<WalSpool, PhysicalError>>>,
     /// Its spool, once it has ended successfully.
     done: Option<WalSpool>,
+    /// The mode of the files it hands over (0600, or 0640 with group access).
+    file_mode: u32,
 }
 
 impl Drop for Streamer {
@@ -59,6 +62,7 @@ impl Streamer {
         let mut config = config.clone();
         config.set_replication(Replication::Physical);
         let mut client = Client::connect(&config).await.map_err(failed_to("connecting"))?;
+        client.set_read_timeout(run.read_timeout);
         let slot = slot_name("wal");
         client
             .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} TEMPORARY PHYSICAL RESERVE_WAL"))
@@ -74,8 +78,18 @@ impl Streamer {
         let command = format!("START_REPLICATION SLOT {slot} PHYSICAL {from} TIMELINE {timeline}");
         client.send_query(&command).await.map_err(failed_to("sending START_REPLICATION"))?;
         let (end, end_rx) = watch::channel(None);
-        let task = tokio::spawn(receive(client, spool, WalReceiver::new(from, true), end_rx));
-        Ok(Self { end, task: Some(task), done: None })
+        // Under a read timeout, every periodic status update asks for a reply: an idle server
+        // sends no WAL, and the timeout must not take that silence for a dead connection.
+        let machine = WalReceiver::new(from, true)
+            .with_status_interval(timeout::status_interval(run.read_timeout))
+            .with_reply_requests(run.read_timeout.is_some());
+        let task = tokio::spawn(receive(client, spool, machine, end_rx));
+        Ok(Self {
+            end,
+            task: Some(task),
+            done: None,
+            file_mode: crate::pipeline::file_mode(server.data_directory_mode),
+        })
     }
 
     /// Resolves only if the receiver fails (a dropped connection, a server error): the backup
@@ -126,7 +140,7 @@ impl Streamer {
             segments.len().saturating_sub(usize::from(spool.position().0 % spool.segment_size() != 0));
         let now = SystemTime::now();
         for (i, (name, path)) in segments.iter().enumerate() {
-            let meta = Metadata::new(0o600, now);
+            let meta = Metadata::new(self.file_mode, now);
             let size = spool.segment_size();
             let record = Record {
                 path: RecordPath::new(format!("/data/pg_wal/{name}")).expect("valid"),

@@ -14,7 +14,7 @@ use pg_physical::{BackupOptions, Checkpoint, Compression, ManifestChecksums, Run
 pub(crate) struct BackupArgs {
     /// The server: a libpq connection string (`host=… user=…`) or URI (`postgresql://…`,
     /// `postgres+bin://…`); PG* environment variables and ~/.pgpass apply.
-    #[arg(short = 'd', long, env = "PGPLAKAR_CONNECTION", default_value = "")]
+    #[arg(short = 'd', long, env = "PGPLAKAR_CONNECTION", hide_env_values = true, default_value = "")]
     dbname: String,
     /// The data directory to create (absent or empty).
     #[arg(short = 'D', long)]
@@ -55,6 +55,14 @@ pub(crate) struct BackupArgs {
     /// Record the raw replication stream into FILE (replay it with `pgplakar replay`).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Fail when a connection sends nothing for SECS seconds (0: wait forever); stretched
+    /// during the starting checkpoint (see docs/physical-backup.md).
+    #[arg(long, value_name = "SECS", default_value_t = pg_physical::timeout::DEFAULT_READ_TIMEOUT.as_secs())]
+    read_timeout: u64,
+    /// Keep what a failed or interrupted backup wrote (with the reason in
+    /// PGPLAKAR_BACKUP_INCOMPLETE) instead of removing it.
+    #[arg(short = 'n', long)]
+    no_clean: bool,
 }
 
 /// Parses a connection string, accepting `postgres+bin://` (the Plakar connector's scheme). A
@@ -117,10 +125,23 @@ pub(crate) fn run(args: BackupArgs) -> Result<()> {
     sink_options.tablespace_mapping = parse_mapping(&args.tablespace_mapping)?;
     sink_options.sync = !args.no_sync;
     sink_options.extra_dir = args.metadata_dir.clone();
-    let run = RunOptions { record_to: args.record.clone(), spool_dir: None };
+    sink_options.keep_on_failure = args.no_clean;
+    let run = RunOptions {
+        record_to: args.record.clone(),
+        spool_dir: None,
+        read_timeout: (args.read_timeout > 0).then(|| std::time::Duration::from_secs(args.read_timeout)),
+    };
     let mut plan = Plan::physical(config, options, run, args.metadata_dir.is_some())?;
     let mut sink = DirSink::create(sink_options)?;
-    let report = crate::runtime()?.block_on(plan.run(&mut sink, &CancellationToken::new()))?;
+    let cancel = CancellationToken::new();
+    let (result, interrupted) = crate::runtime()?.block_on(async {
+        let interrupted = crate::signals::cancel_on_signals(cancel.clone())?;
+        anyhow::Ok((plan.run(&mut sink, &cancel).await, interrupted))
+    })?;
+    if let Some(signal) = interrupted.signal() {
+        bail!("interrupted by {signal}");
+    }
+    let report = result?;
     let report = report.physical().context("the plan had no physical step")?;
     println!(
         "backup of PostgreSQL {} (system {}) in {}: {} files, {} bytes, {} verified against backup_manifest, {:.1?}",

@@ -14,6 +14,7 @@ mod backup;
 #[cfg(feature = "demo")]
 mod demo;
 mod replay;
+mod signals;
 mod verify;
 
 /// PostgreSQL backups with the project's own replication client.
@@ -68,7 +69,14 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only for a terminal: escape codes in a redirected log are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 }
 
 /// The runtime of a command: one thread. The benchmark (docs/benchmarks.md) measured a
