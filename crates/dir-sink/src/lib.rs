@@ -11,13 +11,22 @@
 //! Other records (`/manifest.json`, …) go into [`DirSinkOptions::extra_dir`] when one is set,
 //! and are skipped otherwise.
 //!
+//! Paths are made absolute when the sink is created, so the `pg_tblspc/<oid>` links are
+//! absolute and resolve from wherever the server runs. A tablespace mapping for an OID the
+//! backup does not have is an error at [`RecordSink::finish`].
+//!
 //! Safety and durability:
 //! - the data directory and every tablespace directory must be absent or empty;
+//! - on [`RecordSink::abort`] (or when the sink is dropped unfinished) the sink removes what it
+//!   created — each directory it made, or the contents of one that was empty — as
+//!   `pg_basebackup` does, so a retry starts clean; with [`DirSinkOptions::keep_on_failure`]
+//!   (`pg_basebackup --no-clean`) it keeps them and leaves the reason in the marker;
 //! - nothing is ever written through a symbolic link the stream itself created;
 //! - modes come from the records (0700 directories, 0600 files in a default cluster), mtimes too;
 //! - until [`RecordSink::finish`] the data directory holds a marker file
 //!   ([`INCOMPLETE_MARKER`]) and its `PG_VERSION` is kept under another name, so `postgres`
-//!   refuses to start on an unfinished or aborted directory and nobody takes it for a backup;
+//!   refuses to start on an unfinished or kept aborted directory and nobody takes it for a
+//!   backup;
 //!   `backup_manifest` is likewise written as `backup_manifest.tmp` and renamed last, as
 //!   `pg_basebackup` does;
 //! - `finish` flushes everything to disk (`syncfs` on each file system written to) before the
@@ -74,6 +83,9 @@ pub struct DirSinkOptions {
     pub extra_dir: Option<PathBuf>,
     /// Flush everything to disk at the end (default true; `false` is `pg_basebackup --no-sync`).
     pub sync: bool,
+    /// Keep what was written when the backup fails, with the reason in the marker (default
+    /// false: remove it; `true` is `pg_basebackup --no-clean`).
+    pub keep_on_failure: bool,
 }
 
 impl DirSinkOptions {
@@ -85,7 +97,31 @@ impl DirSinkOptions {
             tablespaces_root: None,
             extra_dir: None,
             sync: true,
+            keep_on_failure: false,
         }
+    }
+
+    /// The same options with every path absolute (relative ones are taken from the current
+    /// directory), so links written from them resolve from anywhere. An empty path is refused.
+    pub fn absolute(&self) -> Result<Self, SinkError> {
+        let abs = |p: &Path, what: &str| -> Result<PathBuf, SinkError> {
+            if p.as_os_str().is_empty() {
+                return Err(SinkError::Refused(format!("the {what} directory is empty")));
+            }
+            std::path::absolute(p).map_err(|e| io_err(p, e))
+        };
+        let mut out = self.clone();
+        out.data_dir = abs(&self.data_dir, "data")?;
+        for (oid, dir) in &mut out.tablespace_mapping {
+            *dir = abs(dir, &format!("tablespace {oid}"))?;
+        }
+        if let Some(root) = &self.tablespaces_root {
+            out.tablespaces_root = Some(abs(root, "tablespaces")?);
+        }
+        if let Some(extra) = &self.extra_dir {
+            out.extra_dir = Some(abs(extra, "extra")?);
+        }
+        Ok(out)
     }
 
     /// The directory tablespace `oid` is restored into.
@@ -132,6 +168,21 @@ pub struct DirSink {
     renames: Vec<(PathBuf, PathBuf)>,
     roots: Vec<PathBuf>,
     stats: DirSinkStats,
+    /// What the sink made, to remove on failure.
+    made: Vec<Made>,
+    /// Tablespace OIDs the records used (to refuse a mapping the backup has no use for).
+    used_oids: HashSet<u32>,
+    /// `finish` or `abort` ran.
+    ended: bool,
+}
+
+/// A directory the sink is responsible for.
+#[derive(Debug, Clone)]
+enum Made {
+    /// Created by the sink: removed on failure.
+    Created(PathBuf),
+    /// Found empty: emptied again on failure.
+    FoundEmpty(PathBuf),
 }
 
 #[derive(Debug)]
@@ -153,10 +204,16 @@ enum Cmd {
 impl DirSink {
     /// Creates the data directory (absent or empty) with mode 0700 and its incomplete marker.
     pub fn create(options: DirSinkOptions) -> Result<Self, SinkError> {
-        prepare_empty_dir(&options.data_dir)?;
+        let options = options.absolute()?;
+        let made = vec![prepare_empty_dir(&options.data_dir)?];
         let marker = options.data_dir.join(INCOMPLETE_MARKER);
-        fs::write(&marker, b"This directory is an unfinished backup written by pg_plakar. Do not use it.\n")
-            .map_err(|e| io_err(&marker, e))?;
+        if let Err(e) = fs::write(
+            &marker,
+            b"This directory is an unfinished backup written by pg_plakar. Do not use it.\n",
+        ) {
+            clean(&made);
+            return Err(io_err(&marker, e));
+        }
         let writer = Writer { sync: options.sync, ..Writer::default() };
         let roots = vec![options.data_dir.clone()];
         Ok(Self {
@@ -168,6 +225,9 @@ impl DirSink {
             renames: Vec::new(),
             roots,
             stats: DirSinkStats::default(),
+            made,
+            used_oids: HashSet::new(),
+            ended: false,
         })
     }
 
@@ -197,7 +257,7 @@ impl DirSink {
         let data = RecordPath::new("/data").expect("valid");
         let tablespaces = RecordPath::new("/tablespaces").expect("valid");
         if let Some(rel) = path.strip_prefix(&data) {
-            return Ok(Some(Placement { root: self.options.data_dir.clone(), rel: PathBuf::from(rel) }));
+            return Ok(Some(Placement { root: self.options.data_dir.clone(), rel: raw_path(rel) }));
         }
         if let Some(rel) = path.strip_prefix(&tablespaces) {
             if rel.is_empty() {
@@ -207,23 +267,52 @@ impl DirSink {
             let oid: u32 = oid.parse().map_err(|_| {
                 SinkError::Refused(format!("{path}: a tablespace directory must be named by its OID"))
             })?;
-            let root = self.options.tablespace(oid);
-            if self.prepared.insert(root.clone()) {
-                prepare_empty_dir(&root)?;
-                self.roots.push(root.clone());
-            }
-            return Ok(Some(Placement { root, rel: PathBuf::from(rest) }));
+            let root = self.tablespace_dir(oid)?;
+            return Ok(Some(Placement { root, rel: raw_path(rest) }));
         }
         match &self.options.extra_dir {
             Some(dir) if path.as_str() != "/" => {
                 let dir = dir.clone();
                 if self.prepared.insert(dir.clone()) {
+                    if !dir.exists() {
+                        self.made.push(Made::Created(dir.clone()));
+                    }
                     fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
                 }
-                Ok(Some(Placement { root: dir, rel: PathBuf::from(&path.as_str()[1..]) }))
+                Ok(Some(Placement { root: dir, rel: raw_path(&path.as_str()[1..]) }))
             }
             _ => Ok(None),
         }
+    }
+
+    /// The directory of tablespace `oid`, prepared (absent or empty) on first use.
+    fn tablespace_dir(&mut self, oid: u32) -> Result<PathBuf, SinkError> {
+        self.used_oids.insert(oid);
+        let dir = self.options.tablespace(oid);
+        if self.prepared.insert(dir.clone()) {
+            self.made.push(prepare_empty_dir(&dir)?);
+            self.roots.push(dir.clone());
+        }
+        Ok(dir)
+    }
+
+    /// Stops the writer thread and removes what the sink made, or (keeping it) writes the
+    /// reason into the marker.
+    fn fail(&mut self, reason: &str) -> io::Result<()> {
+        self.ended = true;
+        self.in_file = None;
+        // Closes the open file, if any.
+        self.writer = None;
+        let marker = self.options.data_dir.join(INCOMPLETE_MARKER);
+        if self.options.keep_on_failure {
+            tracing::info!(
+                "data directory {} not removed at user's request",
+                self.options.data_dir.display()
+            );
+            return write_abort_marker(&marker, reason);
+        }
+        clean(&self.made);
+        Ok(())
     }
 
     fn check_not_below_link(&self, placement: &Placement, record: &Record) -> Result<(), SinkError> {
@@ -239,6 +328,13 @@ impl DirSink {
         }
         Ok(())
     }
+}
+
+/// The file system path of a relative record path: names that are not UTF-8 are written with
+/// their exact bytes (record_sink::decode_relative).
+fn raw_path(rel: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(&record_sink::decode_relative(rel)))
 }
 
 struct Placement {
@@ -257,8 +353,8 @@ fn io_err(path: &Path, source: io::Error) -> SinkError {
 }
 
 /// Creates `dir` (and its parents) with mode 0700, or accepts it if it exists and is empty.
-fn prepare_empty_dir(dir: &Path) -> Result<(), SinkError> {
-    match fs::read_dir(dir) {
+fn prepare_empty_dir(dir: &Path) -> Result<Made, SinkError> {
+    let made = match fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(SinkError::Refused(format!(
@@ -266,13 +362,56 @@ fn prepare_empty_dir(dir: &Path) -> Result<(), SinkError> {
                     dir.display()
                 )));
             }
+            Made::FoundEmpty(dir.to_owned())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+            Made::Created(dir.to_owned())
         }
         Err(e) => return Err(io_err(dir, e)),
+    };
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(dir, e))?;
+    Ok(made)
+}
+
+/// Removes what the sink made, newest first, as `pg_basebackup` does after a failure: a
+/// directory it created goes, one it found empty is emptied. Errors are logged, not returned:
+/// the backup has already failed for a better reason.
+fn clean(made: &[Made]) {
+    for m in made.iter().rev() {
+        let result = match m {
+            Made::Created(dir) => {
+                tracing::info!("removing directory {}", dir.display());
+                fs::remove_dir_all(dir)
+            }
+            Made::FoundEmpty(dir) => {
+                tracing::info!("removing contents of directory {}", dir.display());
+                remove_contents(dir)
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let dir = match m {
+                    Made::Created(d) | Made::FoundEmpty(d) => d,
+                };
+                tracing::warn!("could not remove {}: {e}", dir.display());
+            }
+        }
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(dir, e))
+}
+
+fn remove_contents(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 impl RecordSink for DirSink {
@@ -306,12 +445,7 @@ impl RecordSink for DirSink {
                                 record.path
                             ))
                         })?;
-                        let dir = self.options.tablespace(oid);
-                        if self.prepared.insert(dir.clone()) {
-                            prepare_empty_dir(&dir)?;
-                            self.roots.push(dir.clone());
-                        }
-                        dir
+                        self.tablespace_dir(oid)?
                     }
                     _ => PathBuf::from(target),
                 };
@@ -370,6 +504,12 @@ impl RecordSink for DirSink {
         if self.in_file.is_some() {
             return Err(SinkError::Protocol("finish inside a file".into()));
         }
+        if let Some(oid) = self.options.tablespace_mapping.keys().find(|oid| !self.used_oids.contains(oid)) {
+            return Err(SinkError::Refused(format!(
+                "a tablespace mapping names OID {oid}, but the backup has no tablespace with that OID \
+                 outside the data directory"
+            )));
+        }
         if !self.renames.iter().any(|(_, to)| to.ends_with("PG_VERSION")) {
             return Err(SinkError::Refused(format!(
                 "the backup has no PG_VERSION: {} is not a data directory",
@@ -384,15 +524,26 @@ impl RecordSink for DirSink {
         };
         self.apply(cmd)?;
         self.writer = None;
+        self.ended = true;
         Ok(())
     }
 
     async fn abort(&mut self, reason: &str) -> Result<(), SinkError> {
         self.in_file = None;
         let marker = self.options.data_dir.join(INCOMPLETE_MARKER);
-        // Closes the open file, if any.
+        // Closes the open file, if any, before anything is removed or rewritten.
         self.writer = None;
-        write_abort_marker(&marker, reason).map_err(|e| io_err(&marker, e))
+        self.fail(reason).map_err(|e| io_err(&marker, e))
+    }
+}
+
+impl Drop for DirSink {
+    /// A sink dropped before `finish` or `abort` (a cancelled backup, a caller's early return)
+    /// is a failed backup: what it made is removed (or kept with a marker saying so).
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.fail("the backup was interrupted before it finished");
+        }
     }
 }
 
@@ -666,7 +817,8 @@ mod tests {
     async fn abort_leaves_a_marker_with_the_reason() {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("d");
-        let mut sink = DirSink::create(DirSinkOptions::new(&data)).unwrap();
+        let opts = DirSinkOptions { keep_on_failure: true, ..DirSinkOptions::new(&data) };
+        let mut sink = DirSink::create(opts).unwrap();
         file(&mut sink, "/data/PG_VERSION", b"16\n").await.unwrap();
         sink.abort("server error XX001").await.unwrap();
         let marker = fs::read_to_string(data.join(INCOMPLETE_MARKER)).unwrap();
@@ -675,6 +827,137 @@ mod tests {
             !data.join("PG_VERSION").exists(),
             "an aborted directory must not look like a data directory"
         );
+    }
+
+    /// A backup with a tablespace and extra records, into `data` with `opts`, then aborted.
+    async fn abort_a_backup(opts: DirSinkOptions) {
+        let mut sink = DirSink::create(opts).unwrap();
+        file(&mut sink, "/manifest.json", b"{}").await.unwrap();
+        dir(&mut sink, "/data").await.unwrap();
+        file(&mut sink, "/data/PG_VERSION", b"16\n").await.unwrap();
+        let link = EntryKind::Symlink { target: "../../tablespaces/16384".into() };
+        sink.record(&rec("/data/pg_tblspc/16384", link, 0o777)).await.unwrap();
+        file(&mut sink, "/tablespaces/16384/PG_16/5/1", b"rel").await.unwrap();
+        // In the middle of a file.
+        sink.record(&rec("/data/base/1/1", EntryKind::File { size: Some(8) }, 0o600)).await.unwrap();
+        let _ = sink.data(Bytes::from_static(b"half")).await.unwrap();
+        sink.abort("server error XX001").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn abort_removes_what_the_sink_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A data directory and an extra directory the sink creates; a tablespace directory
+        // that exists, empty.
+        let data = tmp.path().join("new/pgdata");
+        let ts = tmp.path().join("ts");
+        fs::create_dir(&ts).unwrap();
+        let mut opts = DirSinkOptions::new(&data);
+        opts.tablespace_mapping.insert(16384, ts.clone());
+        opts.extra_dir = Some(tmp.path().join("extra"));
+        abort_a_backup(opts).await;
+        assert!(!data.exists(), "the data directory it created is gone");
+        assert!(!tmp.path().join("extra").exists(), "the extra directory it created is gone");
+        assert!(ts.is_dir(), "the tablespace directory it found stays");
+        assert_eq!(fs::read_dir(&ts).unwrap().count(), 0, "emptied");
+
+        // The same into an existing empty data directory: emptied, kept.
+        let data = tmp.path().join("empty");
+        fs::create_dir(&data).unwrap();
+        abort_a_backup(DirSinkOptions::new(&data)).await;
+        assert_eq!(fs::read_dir(&data).unwrap().count(), 0);
+        // The default tablespace root's directory was created by the sink: gone.
+        assert!(!tmp.path().join("empty_tablespaces/16384").exists());
+
+        // A retry into the same places works.
+        let mut sink = DirSink::create(DirSinkOptions::new(&data)).unwrap();
+        file(&mut sink, "/data/PG_VERSION", b"16\n").await.unwrap();
+        sink.finish().await.unwrap();
+        assert!(data.join("PG_VERSION").is_file());
+    }
+
+    #[tokio::test]
+    async fn keep_on_failure_keeps_everything_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("pgdata");
+        abort_a_backup(DirSinkOptions { keep_on_failure: true, ..DirSinkOptions::new(&data) }).await;
+        let marker = fs::read_to_string(data.join(INCOMPLETE_MARKER)).unwrap();
+        assert!(marker.contains("ABORTED") && marker.contains("XX001"), "{marker}");
+        assert_eq!(fs::read(tmp.path().join("pgdata_tablespaces/16384/PG_16/5/1")).unwrap(), b"rel");
+    }
+
+    #[tokio::test]
+    async fn a_sink_dropped_unfinished_cleans_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("pgdata");
+        let mut sink = DirSink::create(DirSinkOptions::new(&data)).unwrap();
+        file(&mut sink, "/data/PG_VERSION", b"16\n").await.unwrap();
+        drop(sink);
+        assert!(!data.exists());
+
+        let opts = DirSinkOptions { keep_on_failure: true, ..DirSinkOptions::new(&data) };
+        let mut sink = DirSink::create(opts).unwrap();
+        file(&mut sink, "/data/PG_VERSION", b"16\n").await.unwrap();
+        drop(sink);
+        let marker = fs::read_to_string(data.join(INCOMPLETE_MARKER)).unwrap();
+        assert!(marker.contains("interrupted before it finished"), "{marker}");
+    }
+
+    #[tokio::test]
+    async fn relative_paths_give_absolute_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Relative to the current directory, as a user types them.
+        let cwd = std::env::current_dir().unwrap();
+        let rel_data = pathdiff(&tmp.path().join("pgdata"), &cwd);
+        let rel_ts = pathdiff(&tmp.path().join("ts"), &cwd);
+        assert!(rel_data.is_relative());
+        let mut opts = DirSinkOptions::new(&rel_data);
+        opts.tablespace_mapping.insert(16384, rel_ts);
+        let mut sink = DirSink::create(opts).unwrap();
+        assert!(sink.options().data_dir.is_absolute());
+        let link = EntryKind::Symlink { target: "../../tablespaces/16384".into() };
+        sink.record(&rec("/data/pg_tblspc/16384", link, 0o777)).await.unwrap();
+        file(&mut sink, "/data/PG_VERSION", b"16\n").await.unwrap();
+        sink.finish().await.unwrap();
+        let target = fs::read_link(tmp.path().join("pgdata/pg_tblspc/16384")).unwrap();
+        assert!(target.is_absolute(), "{target:?}");
+        assert_eq!(fs::canonicalize(&target).unwrap(), fs::canonicalize(tmp.path().join("ts")).unwrap());
+        assert!(tmp.path().join("pgdata/pg_tblspc/16384").is_dir(), "the link resolves");
+    }
+
+    /// `path` relative to `base` (both absolute), with `..` as needed.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        for c in &p[common..] {
+            out.push(c);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn bad_tablespace_mappings_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        // An empty directory: refused at once, nothing created.
+        let mut opts = DirSinkOptions::new(tmp.path().join("pgdata"));
+        opts.tablespace_mapping.insert(16384, PathBuf::new());
+        let err = DirSink::create(opts).unwrap_err().to_string();
+        assert!(err.contains("the tablespace 16384 directory is empty"), "{err}");
+        assert!(!tmp.path().join("pgdata").exists());
+
+        // An OID the backup does not have: refused at the end, which then cleans up.
+        let mut opts = DirSinkOptions::new(tmp.path().join("pgdata"));
+        opts.tablespace_mapping.insert(99999, tmp.path().join("ts"));
+        let mut sink = DirSink::create(opts).unwrap();
+        file(&mut sink, "/data/PG_VERSION", b"16\n").await.unwrap();
+        let err = sink.finish().await.unwrap_err().to_string();
+        assert!(err.contains("names OID 99999, but the backup has no tablespace with that OID"), "{err}");
+        sink.abort(&err).await.unwrap();
+        assert!(!tmp.path().join("pgdata").exists());
     }
 
     #[tokio::test]

@@ -828,12 +828,40 @@ fn sample_dir() -> (tempfile::TempDir, Vec<u8>) {
     (dir, manifest)
 }
 
+/// The sample directory's `pg_wal` holds no real WAL: its files are checked without it
+/// (`pg_verifybackup -n`); `wal_is_parsed_by_default` checks that the WAL is refused.
+fn files_only() -> DirOptions {
+    DirOptions { parse_wal: false, ..DirOptions::default() }
+}
+
 #[test]
 fn directory_verifies() {
     let (dir, manifest) = sample_dir();
-    let report = verify_directory(dir.path(), &manifest).unwrap();
+    let report = verify_directory_with(dir.path(), &manifest, &files_only()).unwrap();
     assert_eq!((report.files_verified, report.checksums_verified), (3, 3));
     assert_eq!(report.manifest_version, 2);
+}
+
+#[test]
+fn wal_is_parsed_by_default() {
+    let (dir, manifest) = sample_dir();
+    // A three-byte "segment".
+    let mismatches = verify_directory(dir.path(), &manifest).unwrap_err();
+    assert!(
+        matches!(&mismatches[..], [Mismatch::Wal { detail, .. }] if detail.contains("000000010000000000000002")),
+        "{mismatches:?}"
+    );
+    // No segment at all.
+    std::fs::remove_file(dir.path().join("pg_wal/000000010000000000000002")).unwrap();
+    let mismatches = verify_directory(dir.path(), &manifest).unwrap_err();
+    assert!(
+        matches!(&mismatches[..], [Mismatch::Wal { detail, .. }] if detail.contains("pg_wal: no WAL segment")),
+        "{mismatches:?}"
+    );
+    // Elsewhere (`pg_verifybackup -w`): an empty directory.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let options = DirOptions { wal_dir: Some(elsewhere.path().to_path_buf()), ..DirOptions::default() };
+    assert!(verify_directory_with(dir.path(), &manifest, &options).is_err());
 }
 
 #[test]
@@ -848,7 +876,7 @@ fn directory_mismatches() {
     std::fs::write(p.join("global/pg_control"), &control).unwrap();
     std::fs::remove_file(p.join("PG_VERSION")).unwrap();
     std::fs::write(p.join("stray"), b"x").unwrap();
-    let mismatches = verify_directory(p, &manifest).unwrap_err();
+    let mismatches = verify_directory_with(p, &manifest, &files_only()).unwrap_err();
     let kinds: Vec<&str> = mismatches
         .iter()
         .map(|m| match m {
@@ -864,7 +892,7 @@ fn directory_mismatches() {
         assert!(kinds.contains(&k), "{k} in {mismatches:?}");
     }
     // Sizes only: the checksum change goes unnoticed.
-    let sizes_only = DirOptions { skip_checksums: true, ..DirOptions::default() };
+    let sizes_only = DirOptions { skip_checksums: true, ..files_only() };
     assert_eq!(verify_directory_with(p, &manifest, &sizes_only).unwrap_err().len(), 3);
 }
 
@@ -875,7 +903,7 @@ fn directory_control_file_identity() {
     let sysid = Manifest::parse(text.as_bytes()).unwrap().system_identifier().unwrap();
     let other = seal(body(text.replace(&sysid.to_string(), &(sysid - 1).to_string()).as_bytes()).as_slice());
     assert_eq!(
-        verify_directory(dir.path(), &other).unwrap_err(),
+        verify_directory_with(dir.path(), &other, &files_only()).unwrap_err(),
         [Mismatch::SystemIdentifier { manifest: sysid - 1, expected: sysid }]
     );
     assert!(matches!(

@@ -160,6 +160,14 @@ pub enum Mismatch {
         /// From the server or the control file.
         expected: u64,
     },
+    /// The WAL a range of the manifest needs is missing or damaged (directory verification).
+    #[error("WAL range (timeline {}, {} to {}): {detail}", range.timeline, range.start, range.end)]
+    Wal {
+        /// The range.
+        range: WalRange,
+        /// What is wrong, and where.
+        detail: String,
+    },
     /// A file that could not be read or is not a regular file (directory verification).
     #[error("\"{path}\": {detail}")]
     Io {
@@ -188,6 +196,8 @@ pub struct Report {
     pub ignored: Vec<String>,
     /// The manifest's WAL ranges.
     pub wal_ranges: Vec<WalRange>,
+    /// WAL records whose CRC was verified (directory verification that parses WAL).
+    pub wal_records_verified: u64,
 }
 
 #[derive(Debug)]
@@ -334,6 +344,7 @@ impl Verifier {
             bytes_verified: 0,
             ignored: Vec::new(),
             wal_ranges: manifest.wal_ranges().to_vec(),
+            wal_records_verified: 0,
         };
 
         if let (Some(expected), Some(found)) = (self.system_identifier, manifest.system_identifier())
@@ -477,6 +488,10 @@ impl fmt::Display for Report {
             f,
             "backup verified against manifest v{}: {} files ({} bytes), {} checksums",
             self.manifest_version, self.files_verified, self.bytes_verified, self.checksums_verified
-        )
+        )?;
+        if self.wal_records_verified > 0 {
+            write!(f, ", {} WAL records", self.wal_records_verified)?;
+        }
+        Ok(())
     }
 }

@@ -97,7 +97,7 @@ impl Collector {
             Event::EntryStart(e) => {
                 if let Some(a) = s.archives.last_mut() {
                     a.entries.push(EntrySummary {
-                        path: e.header.path,
+                        path: e.header.path_lossy().into_owned(),
                         kind: e.header.kind,
                         link_target: e.header.link_target,
                         size: 0,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use pg_config::{ChannelBinding, Config, HostSpec, ResolvedConfig, RootCert, SslMode, Target};
+use pg_config::{ChannelBinding, Config, HostSpec, Keepalives, ResolvedConfig, RootCert, SslMode, Target};
 use pg_wire::frame::MAX_MESSAGE_LEN;
 use pg_wire::message::{BackendMessage, frontend};
 use pg_wire::query::{CollectError, Collected, Collector, ResultSet};
@@ -116,6 +116,10 @@ impl Client {
     /// Connects with a libpq-style configuration (environment and passfile applied).
     pub async fn connect(config: &Config) -> Result<Client, Error> {
         let resolved = config.resolve().map_err(|e| Error::new(ErrorKind::Config(e)))?;
+        // What libpq prints on stderr (an insecure password file it ignores, …).
+        for w in &resolved.warnings {
+            tracing::warn!("{w}");
+        }
         Self::connect_resolved(&resolved).await
     }
 
@@ -324,6 +328,14 @@ impl Client {
         e.on(&self.target)
     }
 
+    /// Fails every later read that waits longer than `limit` for a byte from the server
+    /// (`None`: wait forever, the default). The error is an IO error of kind
+    /// [`std::io::ErrorKind::TimedOut`] that says how long nothing arrived; the session is then
+    /// unusable. The clock runs only while a read waits, never while the caller holds the data.
+    pub fn set_read_timeout(&mut self, limit: Option<std::time::Duration>) {
+        self.stream.set_read_timeout(limit);
+    }
+
     /// Whether a protocol or IO error made the session unusable.
     pub fn is_broken(&self) -> bool {
         self.broken
@@ -354,12 +366,13 @@ impl CancelToken {
 /// Where a target is reached, with what a reconnect needs.
 #[derive(Clone, Debug)]
 pub(crate) enum Address {
-    Tcp(String, u16),
+    /// Host, port, and the keepalive settings every socket to it gets.
+    Tcp(String, u16, Keepalives),
     Unix(std::path::PathBuf),
 }
 
 impl Address {
-    fn of(target: &Target) -> Result<Self, Error> {
+    fn of(target: &Target, keepalives: Keepalives) -> Result<Self, Error> {
         match &target.host {
             HostSpec::Unix { dir } if dir.starts_with('@') => {
                 Err(Error::new(ErrorKind::Unsupported("abstract Unix sockets are not supported".into())))
@@ -367,15 +380,17 @@ impl Address {
             HostSpec::Unix { .. } => {
                 Ok(Self::Unix(target.socket_path().expect("a Unix target has a socket path")))
             }
-            HostSpec::Tcp { addr: Some(a), .. } => Ok(Self::Tcp(a.to_string(), target.port)),
-            HostSpec::Tcp { name: Some(n), addr: None } => Ok(Self::Tcp(n.clone(), target.port)),
-            HostSpec::Tcp { name: None, addr: None } => Ok(Self::Tcp("localhost".into(), target.port)),
+            HostSpec::Tcp { addr: Some(a), .. } => Ok(Self::Tcp(a.to_string(), target.port, keepalives)),
+            HostSpec::Tcp { name: Some(n), addr: None } => Ok(Self::Tcp(n.clone(), target.port, keepalives)),
+            HostSpec::Tcp { name: None, addr: None } => {
+                Ok(Self::Tcp("localhost".into(), target.port, keepalives))
+            }
         }
     }
 
     async fn open(&self) -> Result<Stream, Error> {
         match self {
-            Self::Tcp(host, port) => Stream::tcp(host, *port).await,
+            Self::Tcp(host, port, keepalives) => Stream::tcp(host, *port, keepalives).await,
             Self::Unix(path) => Stream::unix(path).await,
         }
         .map_err(|e| Error::io(e).at(Step::Connect))
@@ -448,7 +463,7 @@ fn tls_plan(config: &ResolvedConfig, address: &Address) -> Result<TlsPlan, Error
 }
 
 async fn connect_target(config: &ResolvedConfig, target: &Target) -> Result<Client, Error> {
-    let address = Address::of(target)?;
+    let address = Address::of(target, config.keepalives)?;
     let shown = target.to_string();
     match tls_plan(config, &address)? {
         TlsPlan::Off => Ok(attempt(config, target, &address, None).await?),
@@ -517,7 +532,7 @@ async fn attempt(
         match reply {
             SslReply::Accepted => {
                 let name = target.tls_server_name().map(str::to_owned).unwrap_or_else(|| match address {
-                    Address::Tcp(h, _) => h.clone(),
+                    Address::Tcp(h, ..) => h.clone(),
                     Address::Unix(_) => "localhost".into(),
                 });
                 let server_name = tls::server_name(&name)
@@ -600,9 +615,17 @@ async fn startup(
         target: target.to_string(),
         tap: None,
         broken: false,
-        address: Address::of(target)?,
+        address: Address::of(target, config.keepalives)?,
     };
-    let auth = |e: StartupError| Error::new(ErrorKind::Startup(e)).at(Step::Authentication);
+    // Too many connections or WAL senders (class 53, e.g. 53300) and a server that cannot take
+    // connections yet (57P03) are not authentication failures: say so.
+    let auth = |e: StartupError| {
+        let step = match e.db_error() {
+            Some(db) if db.code.starts_with("53") || db.code == "57P03" => Step::Startup,
+            _ => Step::Authentication,
+        };
+        Error::new(ErrorKind::Startup(e)).at(step)
+    };
     machine.start(&mut client.out).map_err(auth)?;
     client.flush().await.map_err(|e| e.at(Step::Authentication))?;
     loop {

@@ -16,6 +16,9 @@ pub enum Step {
     Tls,
     /// Startup and authentication.
     Authentication,
+    /// Startup, refused for a reason that is not authentication (too many connections or WAL
+    /// senders, a server that cannot take connections yet).
+    Startup,
     /// A query or replication command.
     Query,
     /// A COPY stream.
@@ -28,6 +31,7 @@ impl fmt::Display for Step {
             Step::Connect => "connect",
             Step::Tls => "TLS",
             Step::Authentication => "authentication",
+            Step::Startup => "startup",
             Step::Query => "query",
             Step::Copy => "COPY",
         })

@@ -1,12 +1,19 @@
 //! The byte stream under a connection: TCP, Unix socket, or TLS over TCP.
+//!
+//! Every TCP socket gets libpq's keepalive settings (`keepalives`, `keepalives_idle`,
+//! `keepalives_interval`, `keepalives_count`, `tcp_user_timeout`; libpq-connect.html) before
+//! anything is sent, and every read may be bounded by a read-inactivity timeout
+//! ([`Stream::set_read_timeout`]).
 
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use pg_config::Keepalives;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -17,9 +24,20 @@ use tokio_rustls::client::TlsStream;
 /// `SSLRequest`: length 8, code 80877103 (protocol-message-formats.html).
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
-/// A connected socket, possibly wrapped in TLS.
+/// A connected socket, possibly wrapped in TLS, with its read-inactivity limit.
 #[derive(Debug)]
-pub(crate) enum Stream {
+pub(crate) struct Stream {
+    io: Io,
+    read_timeout: Option<Duration>,
+    /// Since when a read has been waiting for data. A read dropped before it got any (a
+    /// `select!` that picked another branch) keeps the clock running for the next one; a read
+    /// that got data stops it, so time the caller spends with the data never counts.
+    waiting_since: Option<Instant>,
+}
+
+/// The socket itself.
+#[derive(Debug)]
+enum Io {
     /// Plain TCP.
     Tcp(TcpStream),
     /// Unix-domain socket.
@@ -37,28 +55,63 @@ pub(crate) enum SslReply {
     Refused,
 }
 
+/// Applies libpq's keepalive settings to a TCP socket. As libpq: `keepalives=0` leaves
+/// `SO_KEEPALIVE` off and ignores the rest; an unset (or zero) idle time, interval, count or user
+/// timeout keeps the system's default.
+pub(crate) fn apply_keepalives(socket: &TcpStream, k: &Keepalives) -> io::Result<()> {
+    let sock = socket2::SockRef::from(socket);
+    if k.enabled {
+        let mut params = socket2::TcpKeepalive::new();
+        if let Some(idle) = k.idle.filter(|d| !d.is_zero()) {
+            params = params.with_time(idle);
+        }
+        if let Some(interval) = k.interval.filter(|d| !d.is_zero()) {
+            params = params.with_interval(interval);
+        }
+        if let Some(count) = k.count.filter(|c| *c > 0) {
+            params = params.with_retries(count);
+        }
+        sock.set_tcp_keepalive(&params)?;
+    }
+    if let Some(limit) = k.tcp_user_timeout.filter(|d| !d.is_zero()) {
+        sock.set_tcp_user_timeout(Some(limit))?;
+    }
+    Ok(())
+}
+
 impl Stream {
-    /// Connects over TCP, with `TCP_NODELAY` (every message we send is small and awaited).
-    pub(crate) async fn tcp(host: &str, port: u16) -> io::Result<Self> {
+    fn new(io: Io) -> Self {
+        Self { io, read_timeout: None, waiting_since: None }
+    }
+
+    /// Connects over TCP, with `TCP_NODELAY` (every message we send is small and awaited) and
+    /// the keepalive settings `k`.
+    pub(crate) async fn tcp(host: &str, port: u16, k: &Keepalives) -> io::Result<Self> {
         let s = TcpStream::connect((host, port)).await?;
         s.set_nodelay(true)?;
-        Ok(Self::Tcp(s))
+        apply_keepalives(&s, k)?;
+        Ok(Self::new(Io::Tcp(s)))
     }
 
     /// Connects to a Unix-domain socket file.
     pub(crate) async fn unix(path: &Path) -> io::Result<Self> {
-        Ok(Self::Unix(UnixStream::connect(path).await?))
+        Ok(Self::new(Io::Unix(UnixStream::connect(path).await?)))
+    }
+
+    /// Bounds how long one read may wait for data (`None`: forever).
+    pub(crate) fn set_read_timeout(&mut self, limit: Option<Duration>) {
+        self.read_timeout = limit;
     }
 
     /// Whether TLS is in use.
     pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, Self::Tls(_))
+        matches!(self.io, Io::Tls(_))
     }
 
     /// The server's leaf certificate, when TLS is in use.
     pub(crate) fn peer_certificate(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
-        match self {
-            Self::Tls(t) => {
+        match &self.io {
+            Io::Tls(t) => {
                 t.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.clone().into_owned())
             }
             _ => None,
@@ -71,7 +124,7 @@ impl Stream {
     /// sends anything more before the handshake must not get those bytes taken as part of the
     /// TLS session (CVE-2021-23222).
     pub(crate) async fn ssl_request(&mut self) -> Result<SslReply, SslRequestError> {
-        let Self::Tcp(tcp) = self else {
+        let Io::Tcp(tcp) = &mut self.io else {
             return Err(SslRequestError::NotTcp);
         };
         tcp.write_all(&SSL_REQUEST).await.map_err(SslRequestError::Io)?;
@@ -108,18 +161,37 @@ impl Stream {
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
     ) -> io::Result<Self> {
-        let Self::Tcp(tcp) = self else {
+        let Io::Tcp(tcp) = self.io else {
             return Err(io::Error::other("TLS can only be started on a TCP connection"));
         };
         let tls = TlsConnector::from(config).connect(name, tcp).await?;
-        Ok(Self::Tls(Box::new(tls)))
+        Ok(Self { io: Io::Tls(Box::new(tls)), read_timeout: self.read_timeout, waiting_since: None })
     }
 
-    /// Reads what is available into the spare capacity of `buf`, growing it by at least `want`.
+    /// Reads what is available into the spare capacity of `buf`, growing it by at least `want`;
+    /// fails with [`io::ErrorKind::TimedOut`] when the read timeout passes with nothing read
+    /// (counted from the first of a run of reads dropped before they got data).
     pub(crate) async fn read_into(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
         buf.reserve(want);
-        self.read_buf(buf).await
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let result = match self.read_timeout {
+            None => self.read_buf(buf).await,
+            Some(limit) => match tokio::time::timeout_at((since + limit).into(), self.read_buf(buf)).await {
+                Ok(result) => result,
+                Err(_) => Err(read_timed_out(limit)),
+            },
+        };
+        self.waiting_since = None;
+        result
     }
+}
+
+/// The error of a read that waited `limit` for nothing.
+fn read_timed_out(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no data from the server for {} s (read timeout)", limit.as_secs_f32()),
+    )
 }
 
 /// Failure of the `SSLRequest` exchange.
@@ -135,36 +207,36 @@ pub(crate) enum SslRequestError {
 
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
 impl AsyncWrite for Stream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Self::Unix(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Unix(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -173,18 +245,18 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Tcp(s) => s.is_write_vectored(),
-            Self::Unix(s) => s.is_write_vectored(),
-            Self::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Tcp(s) => s.is_write_vectored(),
+            Io::Unix(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 }
@@ -209,11 +281,101 @@ mod tests {
             s.flush().await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         });
-        let mut stream = Stream::tcp("127.0.0.1", port).await.unwrap();
+        let mut stream = Stream::tcp("127.0.0.1", port, &keepalives(true)).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let r = stream.ssl_request().await;
         server.await.unwrap();
         r
+    }
+
+    fn keepalives(enabled: bool) -> Keepalives {
+        Keepalives {
+            enabled,
+            idle: Some(Duration::from_secs(7)),
+            interval: Some(Duration::from_secs(3)),
+            count: Some(4),
+            tcp_user_timeout: Some(Duration::from_millis(9000)),
+        }
+    }
+
+    #[tokio::test]
+    async fn keepalive_settings_reach_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = Stream::tcp("127.0.0.1", port, &keepalives(true)).await.unwrap();
+        let Io::Tcp(tcp) = &stream.io else { panic!("not TCP") };
+        let sock = socket2::SockRef::from(tcp);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 4);
+        assert_eq!(sock.tcp_user_timeout().unwrap(), Some(Duration::from_millis(9000)));
+        assert!(sock.tcp_nodelay().unwrap());
+
+        // keepalives=0: SO_KEEPALIVE stays off, as libpq leaves it.
+        let stream = Stream::tcp("127.0.0.1", port, &keepalives(false)).await.unwrap();
+        let Io::Tcp(tcp) = &stream.io else { panic!("not TCP") };
+        assert!(!socket2::SockRef::from(tcp).keepalive().unwrap());
+        // Unset values keep the system's defaults; keepalives stay on (libpq's default).
+        let unset =
+            Keepalives { enabled: true, idle: None, interval: None, count: None, tcp_user_timeout: None };
+        let stream = Stream::tcp("127.0.0.1", port, &unset).await.unwrap();
+        let Io::Tcp(tcp) = &stream.io else { panic!("not TCP") };
+        let sock = socket2::SockRef::from(tcp);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_user_timeout().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_silent_peer_times_a_read_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"x").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let mut stream = Stream::tcp("127.0.0.1", port, &keepalives(true)).await.unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(300)));
+        let mut buf = BytesMut::new();
+        assert_eq!(stream.read_into(&mut buf, 16).await.unwrap(), 1);
+        let started = std::time::Instant::now();
+        let err = stream.read_into(&mut buf, 16).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(err.to_string(), "no data from the server for 0.3 s (read timeout)");
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        peer.abort();
+    }
+
+    #[tokio::test]
+    async fn reads_dropped_while_waiting_do_not_restart_the_clock() {
+        // A receive loop that wakes up every 100 ms to do something else (a select! with a
+        // timer) drops its read each time: the silence still adds up to the timeout.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let peer = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"x").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let mut stream = Stream::tcp("127.0.0.1", port, &keepalives(true)).await.unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = BytesMut::new();
+        assert_eq!(stream.read_into(&mut buf, 16).await.unwrap(), 1);
+        // The caller holds the data for longer than the timeout: that does not count.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let started = std::time::Instant::now();
+        let err = loop {
+            tokio::select! {
+                r = stream.read_into(&mut buf, 16) => break r.unwrap_err(),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+            assert!(started.elapsed() < Duration::from_secs(3), "the timeout never fired");
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let elapsed = started.elapsed();
+        assert!(elapsed >= Duration::from_millis(450) && elapsed < Duration::from_millis(900), "{elapsed:?}");
+        peer.abort();
     }
 
     #[tokio::test]

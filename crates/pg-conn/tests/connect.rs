@@ -324,3 +324,59 @@ async fn a_crl_is_refused_not_ignored() {
     assert!(matches!(err.kind(), ErrorKind::Unsupported(_)), "{err:?}");
     assert!(err.to_string().contains("sslcrl /nonexistent/root.crl"), "{err}");
 }
+
+/// The `ss` line of the established TCP socket whose local port is `port`.
+fn socket_line(port: &str) -> String {
+    let out = Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("sport = :{port}"))
+        .output()
+        .expect("ss (iproute2) runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+per_major!(async fn keepalive_settings_reach_the_socket(major) {
+    // libpq's keepalive settings are applied to the socket of a real session (ss shows the
+    // kernel's keepalive timer on our end, counting down from keepalives_idle); keepalives=0
+    // leaves them off, as libpq does.
+    let cluster = TestCluster::start(major).unwrap();
+    let extra = "sslmode=disable keepalives_idle=4242 keepalives_interval=3 keepalives_count=4 tcp_user_timeout=9000";
+    let mut client = connect(&tcp(&cluster, "postgres", extra)).await.unwrap();
+    let port = one(&mut client, "select inet_client_port()").await;
+    let line = socket_line(&port);
+    assert!(line.contains("timer:(keepalive,70min"), "keepalive timer from keepalives_idle=4242: {line}");
+
+    let mut client = connect(&tcp(&cluster, "postgres", "sslmode=disable keepalives=0")).await.unwrap();
+    let port = one(&mut client, "select inet_client_port()").await;
+    let line = socket_line(&port);
+    assert!(!line.is_empty() && !line.contains("keepalive"), "keepalives=0: {line}");
+
+    // Over TLS too (the settings go on the TCP socket before the handshake).
+    let cluster = TestCluster::start_with(major, ClusterOptions::new().tls(Tls::On)).unwrap();
+    let mut client =
+        connect(&tcp(&cluster, "postgres", "sslmode=require keepalives_idle=4242")).await.unwrap();
+    assert_eq!(one(&mut client, "select ssl from pg_stat_ssl where pid = pg_backend_pid()").await, "t");
+    let port = one(&mut client, "select inet_client_port()").await;
+    assert!(socket_line(&port).contains("timer:(keepalive,70min"), "{}", socket_line(&port));
+});
+
+#[tokio::test]
+async fn connect_timeout_bounds_a_silent_server() {
+    // A peer that accepts and never answers the startup packet: connect_timeout (libpq's
+    // minimum is 2 s) ends the attempt.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = tokio::spawn(async move {
+        let (_s, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let started = std::time::Instant::now();
+    let err = connect(&format!("host=127.0.0.1 port={port} user=u sslmode=disable connect_timeout=2"))
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(err.to_string().contains("timeout expired after 2 s"), "{err}");
+    peer.abort();
+}

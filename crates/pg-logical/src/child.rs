@@ -249,6 +249,20 @@ impl Child {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // The child dies with this process however it dies (a Plakar plugin is SIGKILLed when
+        // Plakar exits): the kernel sends it SIGKILL when the spawning thread's process ends.
+        let parent = std::process::id() as i32;
+        // SAFETY: only async-signal-safe system calls (prctl, getppid, _exit) between fork and
+        // exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)).map_err(std::io::Error::from)?;
+                if nix::unistd::getppid().as_raw() != parent {
+                    nix::libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .spawn()
             .map_err(|source| LogicalError::Spawn { tool: spec.tool.display().to_string(), error: source })?;

@@ -35,8 +35,10 @@
 //! them (depth-first, names sorted) and dispatches by name: `*.dump` → `pg_restore` (`-C` from
 //! `postgres` with `create_db`), `globals.sql` → `psql` when `restore_globals`, `all.sql` →
 //! `psql`, `manifest.json` read and not restored; the Go plugin's later layout
-//! (`/00000-globals.sql`, `/NNNNN-<db>.dump`) too. See [`restore`] for the ordering rule of
-//! `globals.sql`.
+//! (`/00000-globals.sql`, `/NNNNN-<db>.dump`) too. A dump that arrives before `globals.sql`
+//! is restored in one pass: its table of contents ([`archive`]) is kept, missing owners are
+//! created as placeholders, and its privileges and other role-dependent entries are restored
+//! once `globals.sql` ran (or at [`Restorer::finish`]); see [`restore`].
 //!
 //! # Supervision
 //!
@@ -48,6 +50,7 @@
 //! the record, stderr drained into a bounded tail; dropping a running source or restorer kills
 //! the whole group.
 
+pub mod archive;
 pub mod backup;
 mod child;
 pub mod error;
@@ -66,7 +69,35 @@ pub use tools::{ToolSearch, ToolSet};
 pub mod fuzzing {
     //! Entry point of the `logical_names` fuzz target, also replayed by the crate's tests.
 
+    use crate::archive::{Progress, TocReader};
     use crate::names::{FileKind, classify, decode_db_name, dump_file_name, encode_db_name};
+
+    /// The start of a custom-format archive (untrusted: it comes from a snapshot), fed to
+    /// [`TocReader`] whole and byte by byte: it never panics, both feedings agree, and a
+    /// table of contents it reads ends inside the input.
+    pub fn archive(data: &[u8]) {
+        let whole = TocReader::new().advance(data);
+        let mut r = TocReader::new();
+        let mut step = Ok(Progress::NeedMore(0));
+        for n in 1..=data.len() {
+            step = r.advance(&data[..n]);
+            if !matches!(step, Ok(Progress::NeedMore(_))) {
+                break;
+            }
+        }
+        match (&whole, &step) {
+            (Ok(Progress::Done(a)), Ok(Progress::Done(b))) => {
+                assert_eq!(a, b);
+                assert!(*a <= data.len());
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b),
+            (Ok(Progress::NeedMore(_)), Ok(Progress::NeedMore(_))) => {}
+            other => panic!("whole and byte-wise reads disagree: {other:?}"),
+        }
+        for name in crate::restore::roles_in_database_properties(data) {
+            assert!(!name.is_empty());
+        }
+    }
 
     /// Record names (untrusted: they come from a snapshot) and database names (bytes): the
     /// encoding always gives one clean component that decodes back; classifying any name

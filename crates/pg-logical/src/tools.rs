@@ -12,14 +12,58 @@ use std::time::Duration;
 use crate::error::LogicalError;
 
 /// Where to look for client tool directories when `pg_bin_dir` is not set.
+///
+/// [`ToolSearch::system`] looks, in this order (the first directory found for a major wins):
+///
+/// 1. the absolute entries of `$PATH` (the tools the operator's shell would run; relative
+///    entries such as an empty one, meaning the current directory, are skipped);
+/// 2. the usual install locations: Debian's `/usr/lib/postgresql/<N>/bin`, Homebrew's
+///    `postgresql@<N>` (`/usr/local/opt`, `/opt/homebrew/opt`), RHEL's `/usr/pgsql-<N>/bin`,
+///    `/usr/local/pgsql/bin`;
+/// 3. the tool sets of `scripts/setup-postgres`: `$PG_PLAKAR_CACHE/tools-<N>/bin` when that
+///    variable is set, else `<checkout>/.cache/pg/tools-<N>/bin` when the running program is
+///    a build of a checkout of this project (`<checkout>/target/<profile>/<program>`).
+///
+/// Debian's `/usr/bin/pg_dump` is `pg_wrapper`, which picks a version on its own: skipped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolSearch {
     dirs: Vec<PathBuf>,
     path_var: bool,
 }
 
+/// The `tools-<N>/bin` directories of a `scripts/setup-postgres` cache.
+fn setup_postgres_tools(cache: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(cache) else { return Vec::new() };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("tools-")))
+        .map(|p| p.join("bin"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The `scripts/setup-postgres` cache: `$PG_PLAKAR_CACHE`, else the `.cache/pg` of the checkout
+/// the running program was built in (`<checkout>/target/<profile>/<program>`).
+fn setup_postgres_cache() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_PLAKAR_CACHE").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let checkout = checkout_of(&exe)?;
+    checkout.join("scripts/setup-postgres").is_file().then(|| checkout.join(".cache/pg"))
+}
+
+/// `<checkout>` of `<checkout>/target/<profile>/<program>`.
+fn checkout_of(exe: &Path) -> Option<&Path> {
+    let target = exe.parent()?.parent()?;
+    (target.file_name()? == "target").then_some(target.parent()?)
+}
+
 impl ToolSearch {
-    /// The usual install locations, then `$PATH`.
+    /// `$PATH`, the usual install locations, then `scripts/setup-postgres`'s tool sets (see
+    /// [`ToolSearch`]).
     pub fn system() -> Self {
         let mut dirs = Vec::new();
         for pattern_dir in ["/usr/lib/postgresql", "/usr/local/opt", "/opt/homebrew/opt"] {
@@ -47,6 +91,9 @@ impl ToolSearch {
             dirs.extend(found);
         }
         dirs.push(PathBuf::from("/usr/local/pgsql/bin"));
+        if let Some(cache) = setup_postgres_cache() {
+            dirs.extend(setup_postgres_tools(&cache));
+        }
         Self { dirs, path_var: true }
     }
 
@@ -56,12 +103,18 @@ impl ToolSearch {
     }
 
     fn candidates(&self) -> Vec<PathBuf> {
-        let mut out = self.dirs.clone();
+        self.candidates_with(std::env::var_os("PATH").as_deref())
+    }
+
+    /// `$PATH`'s absolute entries first (when searched), then the directories.
+    fn candidates_with(&self, path: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
+        let mut out = Vec::new();
         if self.path_var
-            && let Some(path) = std::env::var_os("PATH")
+            && let Some(path) = path
         {
-            out.extend(std::env::split_paths(&path));
+            out.extend(std::env::split_paths(path).filter(|p| p.is_absolute()));
         }
+        out.extend(self.dirs.iter().cloned());
         out
     }
 }
@@ -190,6 +243,45 @@ pub async fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_first_absolute_entries_only() {
+        let search = ToolSearch { dirs: vec![PathBuf::from("/usr/lib/postgresql/15/bin")], path_var: true };
+        let path = std::ffi::OsString::from("/opt/pg17/bin::bin:/usr/bin");
+        assert_eq!(
+            search.candidates_with(Some(&path)),
+            ["/opt/pg17/bin", "/usr/bin", "/usr/lib/postgresql/15/bin"].map(PathBuf::from)
+        );
+        let only = ToolSearch::dirs([PathBuf::from("/x")]);
+        assert_eq!(only.candidates_with(Some(&path)), [PathBuf::from("/x")]);
+    }
+
+    #[test]
+    fn checkout_of_a_build() {
+        assert_eq!(checkout_of(Path::new("/src/pg/target/release/pgplakar")), Some(Path::new("/src/pg")));
+        assert_eq!(checkout_of(Path::new("/src/pg/target/debug/deps/t-123")), None);
+        assert_eq!(checkout_of(Path::new("/usr/bin/pgplakar")), None);
+    }
+
+    #[tokio::test]
+    async fn the_first_directory_of_a_major_wins() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mut dirs = Vec::new();
+        for (name, version) in [("a", "16.2"), ("b", "16.9"), ("c", "17.1")] {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            for tool in ["pg_restore", "psql"] {
+                let f = dir.join(tool);
+                std::fs::write(&f, format!("#!/bin/sh\necho '{tool} (PostgreSQL) {version}'\n")).unwrap();
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            dirs.push(dir);
+        }
+        let sets = discover(&ToolSearch::dirs(dirs.clone()), &["pg_restore", "psql"]).await;
+        let got: Vec<(u32, &Path)> = sets.iter().map(|s| (s.major, s.dir.as_path())).collect();
+        assert_eq!(got, [(17, dirs[2].as_path()), (16, dirs[0].as_path())]);
+    }
 
     #[test]
     fn majors() {

@@ -521,25 +521,16 @@ fn restore_refusals() {
     let e = out[0].1.as_ref().unwrap_err();
     assert!(e.contains("database \"app\" does not exist on the target: set create_db=true"), "{e}");
 
-    // restore_globals with the walk delivering app.dump before globals.sql: the dump is
-    // refused with instructions, the globals are still restored.
-    let mut r = rt
-        .block_on(Restorer::new(restore_options(&[
-            ("location", &dst_loc),
-            ("create_db", "true"),
-            ("restore_globals", "true"),
-        ])))
-        .unwrap();
-    let out = rt.block_on(restore_walk(&mut r, &files_of(&sink)));
-    assert_eq!(out[0].0, "/app.dump");
-    let e = out[0].1.as_ref().unwrap_err();
-    assert!(e.contains("needs globals.sql first"), "{e}");
-    assert!(out[1].1.is_ok(), "{out:?}");
-    assert_eq!(dst.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'alice'").unwrap(), "1");
-    // The order a random-access caller uses restores everything.
+    // The order a random-access caller uses puts the globals first.
     let files = files_of(&sink);
     let order = pg_logical::restore_order(files.iter().map(|(p, _)| p.as_str()));
     assert_eq!(order, ["/globals.sql", "/app.dump"]);
+    // The roles, for what follows.
+    let mut r = rt
+        .block_on(Restorer::new(restore_options(&[("location", &dst_loc), ("restore_globals", "true")])))
+        .unwrap();
+    let globals = vec![("/globals.sql".to_owned(), sink.file("/globals.sql").body.clone())];
+    assert!(rt.block_on(restore_walk(&mut r, &globals))[0].1.is_ok());
 
     // `database` names one target: a second dump in the same walk is refused (each dump goes
     // to its own database when it is unset); create_db on an existing database is refused.
@@ -694,15 +685,17 @@ fn inline_pem_over_verify_full_tls_with_a_client_certificate() {
 
 // The oldest installed tools are 14, and a pg_dump writes SQL for servers of its own major
 // (`CREATE DATABASE … LOCALE` does not exist in 12): a dump of 12 is restored into 14.
+// The database is called `app`: its dump comes before `/globals.sql` in the walk, so every
+// major's archive format goes through the one-pass split (the PG 15 tests cover both orders).
 pg_testkit::per_major!(fn round_trip(major) {
     let src = cluster(major, &[]);
-    make_shop(&src, "shop");
+    make_rich(&src, "app");
     let rt = rt();
     let sink = rt
-        .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("shop")))])))
+        .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("app")))])))
         .unwrap();
     let dst = cluster(major.max(14), &[]);
-    let mut r = rt
+    let r = rt
         .block_on(Restorer::new(restore_options(&[
             ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
             ("create_db", "true"),
@@ -710,11 +703,222 @@ pg_testkit::per_major!(fn round_trip(major) {
         ])))
         .unwrap();
     assert_eq!(r.tools().major, major.max(14));
-    let out = rt.block_on(restore_walk(&mut r, &files_of(&sink)));
+    let (out, report) = rt.block_on(restore_walk_finish(r, &files_of(&sink)));
     for (path, o) in &out {
         assert!(matches!(o, Ok(FileOutcome::Restored { warnings }) if warnings.is_empty()), "{path}: {o:?}");
     }
-    assert_eq!(schema_of(&dst, "shop"), schema_of(&src, "shop"));
-    assert_eq!(rows(&dst, "shop"), rows(&src, "shop"));
+    assert_eq!(report.placeholders, ["alice", "bob", "rôle spécial"], "the dump was split: {report:?}");
+    assert_eq!(report.failures().count(), 0, "{report:?}");
+    assert_eq!(schema_of(&dst, "app"), schema_of(&src, "app"));
+    assert_eq!(rows(&dst, "app"), rows(&src, "app"));
     assert_eq!(password_hashes(&dst), password_hashes(&src));
+    assert_eq!(privileges(&dst, "app"), privileges(&src, "app"));
 });
+
+/// [`make_shop`] plus what needs roles beyond the owners: a role that is only a grantee
+/// (`carol`, member of `bob`), a grant made by a non-owner grantor (`carol`, WITH GRANT
+/// OPTION), a column privilege, a materialized view whose REFRESH needs a grant, a policy, a
+/// default privilege, the database's own ACL and a per-role setting in the database.
+fn make_rich(cluster: &TestCluster, db: &str) {
+    make_shop(cluster, db);
+    let q = quote_ident(db);
+    cluster
+        .sql(&format!(
+            "CREATE ROLE carol LOGIN PASSWORD 'carol-pw';
+             GRANT bob TO carol;
+             GRANT CONNECT, TEMP ON DATABASE {q} TO bob;
+             ALTER ROLE bob IN DATABASE {q} SET work_mem = '8MB';"
+        ))
+        .unwrap();
+    cluster
+        .sql_db(
+            db,
+            "GRANT SELECT ON customers TO carol WITH GRANT OPTION;
+             SET ROLE carol; GRANT SELECT ON customers TO \"rôle spécial\"; RESET ROLE;
+             GRANT UPDATE (note) ON orders TO carol;
+             GRANT SELECT ON orders TO bob;
+             CREATE MATERIALIZED VIEW order_count AS SELECT count(*) AS n FROM orders;
+             ALTER MATERIALIZED VIEW order_count OWNER TO bob;
+             CREATE TABLE notes (id int, body text);
+             ALTER TABLE notes OWNER TO alice;
+             INSERT INTO notes VALUES (1, 'ß');
+             ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY carol_reads ON notes FOR SELECT TO carol USING (true);
+             ALTER DEFAULT PRIVILEGES FOR ROLE alice GRANT SELECT ON TABLES TO carol;",
+        )
+        .unwrap();
+}
+
+/// Privileges and role-dependent state of `db`, names only (no OIDs), `\dp`-like.
+fn privileges(cluster: &TestCluster, db: &str) -> String {
+    let lit = db.replace('\'', "''");
+    let in_db = cluster
+        .sql_db(
+            db,
+            "SELECT string_agg(format('%s %s %s', c.relname, c.relkind, c.relacl), E'\\n' ORDER BY c.relname)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public';
+             SELECT string_agg(format('%s.%s %s', attrelid::regclass, attname, attacl), E'\\n' ORDER BY 1)
+               FROM pg_attribute WHERE attacl IS NOT NULL AND attrelid::regclass::text NOT LIKE 'pg_%';
+             SELECT string_agg(format('%s %s %s', pg_get_userbyid(defaclrole), defaclobjtype, defaclacl), E'\\n')
+               FROM pg_default_acl;
+             SELECT string_agg(format('%s %s %s', tablename, policyname, roles), E'\\n' ORDER BY 1, 2)
+               FROM pg_policies;
+             SELECT n FROM order_count;",
+        )
+        .unwrap();
+    let cluster_wide = cluster
+        .sql(&format!(
+            "SELECT pg_get_userbyid(datdba), datacl FROM pg_database WHERE datname = '{lit}';
+             SELECT string_agg(format('%s %s', r.rolname, s.setconfig), E'\\n' ORDER BY 1)
+               FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+               JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = '{lit}';
+             SELECT string_agg(format('%s>%s %s', roleid::regrole, member::regrole, admin_option), E'\\n' ORDER BY 1)
+               FROM pg_auth_members WHERE member::regrole::text IN ('alice', 'bob', 'carol', '\"rôle spécial\"');
+             SELECT string_agg(format('%s %s %s', rolname, rolcanlogin, rolpassword), E'\\n' ORDER BY rolname)
+               FROM pg_authid WHERE rolname IN ('alice', 'bob', 'carol', 'rôle spécial');"
+        ))
+        .unwrap();
+    format!("{in_db}\n{cluster_wide}")
+}
+
+/// The acceptance round trip of the one-pass restore: records in Plakar's walk order, with
+/// the database named so that its dump comes before `/globals.sql` (`app`: split, the roles
+/// created as placeholders, the privileges applied after the globals) and after it (`zoo`).
+#[test]
+fn one_pass_restore_in_walk_order_before_and_after_globals() {
+    let rt = rt();
+    for db in ["app", "zoo"] {
+        let src = cluster(15, &[]);
+        make_rich(&src, db);
+        let sink = rt
+            .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some(db)))])))
+            .unwrap();
+        let files = files_of(&sink);
+        let dst = cluster(15, &[]);
+        let restorer = rt
+            .block_on(Restorer::new(restore_options(&[
+                ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
+                ("create_db", "true"),
+                ("restore_globals", "true"),
+            ])))
+            .unwrap();
+        let (out, report) = rt.block_on(restore_walk_finish(restorer, &files));
+        let order: Vec<&str> = out.iter().map(|(p, _)| p.as_str()).collect();
+        if db == "app" {
+            assert_eq!(order, ["/app.dump", "/globals.sql"], "the walk delivers the dump first");
+            assert_eq!(report.placeholders, ["alice", "bob", "rôle spécial"], "{report:?}");
+            assert_eq!(report.deferred.len(), 1, "{report:?}");
+        } else {
+            assert_eq!(order, ["/globals.sql", "/zoo.dump"]);
+            assert!(report.placeholders.is_empty() && report.deferred.is_empty(), "{report:?}");
+        }
+        for (path, o) in &out {
+            assert!(
+                matches!(o, Ok(FileOutcome::Restored { warnings }) if warnings.is_empty()),
+                "{db}: {path}: {o:?}"
+            );
+        }
+        assert_eq!(report.failures().count(), 0, "{report:?}");
+        assert!(report.warnings.is_empty(), "{report:?}");
+        assert_eq!(schema_of(&dst, db), schema_of(&src, db), "{db}");
+        assert_eq!(rows(&dst, db), rows(&src, db), "{db}");
+        assert_eq!(password_hashes(&dst), password_hashes(&src), "{db}");
+        assert_eq!(privileges(&dst, db), privileges(&src, db), "{db}");
+        assert!(privileges(&dst, db).contains(r#"spécial\"=r/carol"#), "{}", privileges(&dst, db));
+    }
+}
+
+/// `globals.sql` never arrives (a restore of the dump alone with restore_globals=true): the
+/// dump is restored, the privileges are applied at finish, grants to roles that do not exist
+/// fail and are reported, and the placeholders stay NOLOGIN, as the report says.
+#[test]
+fn one_pass_restore_without_globals_applies_privileges_at_finish() {
+    let src = cluster(15, &[]);
+    make_rich(&src, "app");
+    let rt = rt();
+    let sink = rt
+        .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("app")))])))
+        .unwrap();
+    let dst = cluster(15, &[]);
+    let restorer = rt
+        .block_on(Restorer::new(restore_options(&[
+            ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
+            ("create_db", "true"),
+            ("restore_globals", "true"),
+        ])))
+        .unwrap();
+    let dump = vec![("/app.dump".to_owned(), sink.file("/app.dump").body.clone())];
+    let (out, report) = rt.block_on(restore_walk_finish(restorer, &dump));
+    assert!(matches!(out[0].1, Ok(FileOutcome::Restored { .. })), "{out:?}");
+    // (Not `rows`: the view's owner lacks its grant on customers, which named carol too.)
+    let data = "SELECT string_agg(format('%s|%s', id, name), ',' ORDER BY id) FROM customers;
+                SELECT count(*), sum(no) FROM orders; SELECT last_value FROM order_no;";
+    assert_eq!(dst.sql_db("app", data).unwrap(), src.sql_db("app", data).unwrap());
+    let failures: Vec<_> = report.failures().collect();
+    assert_eq!(failures.len(), 1, "{report:?}");
+    assert_eq!(failures[0].0, "/app.dump");
+    assert!(failures[0].1.contains("role \"carol\" does not exist"), "{}", failures[0].1);
+    assert!(
+        report.warnings[0].contains("alice, bob, rôle spécial") && report.warnings[0].contains("NOLOGIN"),
+        "{report:?}"
+    );
+    assert_eq!(
+        dst.sql("SELECT string_agg(format('%s %s %s', rolname, rolcanlogin, rolpassword IS NULL), ',' ORDER BY 1) FROM pg_authid WHERE rolname IN ('alice', 'bob', 'rôle spécial')").unwrap(),
+        "alice f t,bob f t,rôle spécial f t"
+    );
+    // The privileges of roles that exist were applied: the materialized view was refreshed
+    // after its owner's grant.
+    assert_eq!(dst.sql_db("app", "SELECT n FROM order_count").unwrap(), "500");
+    assert_eq!(
+        dst.sql_db("app", "SELECT relacl::text FROM pg_class WHERE relname = 'orders'").unwrap(),
+        src.sql_db("app", "SELECT relacl::text FROM pg_class WHERE relname = 'orders'").unwrap(),
+    );
+}
+
+/// Only the head (header and TOC) of a dump that waits for globals.sql is kept, never its
+/// data: a 13 MB dump restores with a 256 KiB limit (the TOC and at most one 64 KiB chunk).
+/// A head beyond the limit fails the dump with a message that says how to proceed;
+/// globals.sql is still restored.
+#[test]
+fn one_pass_restore_keeps_only_the_head() {
+    let src = cluster(15, &[]);
+    make_shop(&src, "app");
+    src.sql_db(
+        "app",
+        "CREATE TABLE big AS SELECT g, md5(g::text) AS h FROM generate_series(1, 300000) g;
+         ALTER TABLE big OWNER TO alice; GRANT SELECT ON big TO bob;",
+    )
+    .unwrap();
+    let rt = rt();
+    let sink = rt
+        .block_on(backup(&backup_options(&[("location", &location(&src, ADMIN, ADMIN_PW, Some("app")))])))
+        .unwrap();
+    assert!(sink.file("/app.dump").body.len() > 10_000_000, "{}", sink.file("/app.dump").body.len());
+    for (limit, fits) in [(256 * 1024, true), (1024, false)] {
+        let dst = cluster(15, &[]);
+        let mut restorer = rt
+            .block_on(Restorer::new(restore_options(&[
+                ("location", &location(&dst, ADMIN, ADMIN_PW, None)),
+                ("create_db", "true"),
+                ("restore_globals", "true"),
+            ])))
+            .unwrap();
+        restorer.set_head_limit(limit);
+        let (out, report) = rt.block_on(restore_walk_finish(restorer, &files_of(&sink)));
+        assert!(out[1].1.is_ok(), "{out:?}");
+        assert_eq!(password_hashes(&dst), password_hashes(&src));
+        if fits {
+            assert!(out[0].1.is_ok(), "{out:?}");
+            assert_eq!(report.failures().count(), 0, "{report:?}");
+            assert_eq!(rows(&dst, "app"), rows(&src, "app"));
+            let q =
+                "SELECT count(*), sum(g), relacl::text FROM big, pg_class WHERE relname = 'big' GROUP BY 3";
+            assert_eq!(dst.sql_db("app", q).unwrap(), src.sql_db("app", q).unwrap());
+        } else {
+            let e = out[0].1.as_ref().unwrap_err();
+            assert!(e.contains("larger than") && e.contains("restore globals.sql first"), "{e}");
+            assert!(report.placeholders.is_empty());
+            assert_eq!(dst.sql("SELECT count(*) FROM pg_database WHERE datname = 'app'").unwrap(), "0");
+        }
+    }
+}

@@ -3,7 +3,9 @@
 //! `backup_manifest`, and written as records into a [`record_sink::RecordSink`].
 //!
 //! Records: `/data/…` for the main data directory (with `backup_label`, `pg_wal/…` and
-//! `backup_manifest`) and `/tablespaces/<oid>/…` for each extra tablespace; the
+//! `backup_manifest`) and `/tablespaces/<oid>/…` for each extra tablespace (an in-place
+//! tablespace, `allow_in_place_tablespaces`, lives in the data directory: its files are
+//! `/data/pg_tblspc/<oid>/…`, where `pg_basebackup -Fp` writes them); the
 //! `/data/pg_tblspc/<oid>` links point at `../../tablespaces/<oid>`, the copy in the backup, so
 //! a restored cluster never uses the source's tablespace directories.
 //!
@@ -16,8 +18,10 @@ pub mod pipeline;
 pub mod replay;
 pub mod source;
 mod stream;
+pub mod timeout;
 pub mod verify;
 pub mod wal;
+pub mod walcheck;
 
 pub use command::{BackupOptions, Checkpoint, Compression, ManifestChecksums, WalMethod};
 pub use pipeline::{BackupSummary, Pipeline};
@@ -95,6 +99,17 @@ pub enum PhysicalError {
         /// The decoder's error (with its offset in the stream).
         error: pg_basebackup::DecodeError,
     },
+    /// A tablespace with a relative location other than an in-place one (`pg_tblspc/<oid>`).
+    #[error(
+        "tablespace {oid} has the relative location {location:?}; only in-place tablespaces \
+         (pg_tblspc/{oid}) may be relative"
+    )]
+    TablespaceLocation {
+        /// The tablespace.
+        oid: u32,
+        /// Its location as the server sent it.
+        location: String,
+    },
     /// An archive member a correct backup cannot contain.
     #[error("base backup archive member {path:?}: {problem}")]
     Entry {
@@ -113,6 +128,9 @@ pub enum PhysicalError {
         /// Bytes announced.
         announced: u64,
     },
+    /// The backup's WAL is missing or damaged (what and where: segment, offset, LSN).
+    #[error("the backup's WAL does not verify: {0}")]
+    WalCheck(String),
     /// A file does not match the manifest, or the manifest itself is wrong.
     #[error("backup_manifest verification failed: {0}")]
     Manifest(verify::ManifestFailure),

@@ -12,6 +12,7 @@ use pg_basebackup::{Entry, Event, Lsn, TablespaceInfo};
 use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 
 use crate::verify::{FileCheck, ManifestCheck};
+use crate::walcheck::{WalCheck, WalFacts};
 use crate::{EntryProblem, PhysicalError};
 
 /// Where the backup's main data directory goes.
@@ -36,16 +37,20 @@ pub struct BackupSummary {
     pub verified_files: u64,
     /// Warnings the server sent (checksum failures, archiving not enabled, …).
     pub warnings: Vec<String>,
+    /// WAL records of the backup's range read and verified (CRC-32C), when the WAL was checked.
+    pub wal_records_verified: u64,
 }
 
 #[derive(Debug)]
 struct Current {
     record: String,
-    manifest_path: Option<String>,
+    manifest_path: Option<Vec<u8>>,
     wants: Wants,
     check: Option<FileCheck>,
     size: u64,
     expected: u64,
+    /// A WAL segment the WAL check reads.
+    wal: bool,
 }
 
 /// Turns decoder events into records in a sink.
@@ -56,6 +61,9 @@ pub struct Pipeline {
     current: Option<Current>,
     in_manifest: bool,
     tablespaces_announced: bool,
+    /// In-place tablespaces (`allow_in_place_tablespaces`, PostgreSQL 15+): their location is
+    /// `pg_tblspc/<oid>` inside the data directory, and their files go there.
+    in_place: Vec<u32>,
     /// The archive being received, for error messages.
     archive: Option<String>,
     /// Whether the end result set arrived.
@@ -65,6 +73,11 @@ pub struct Pipeline {
     entries: u64,
     /// Files whose tar mtime (Unix seconds) is at or after this are marked unstable.
     unstable_since: u64,
+    /// A name that is not UTF-8 has been reported (once per backup).
+    warned_encoded_name: bool,
+    /// What the backup's WAL is checked against, and whether it comes in the base archive.
+    wal_facts: Option<(WalFacts, bool)>,
+    wal: Option<WalCheck>,
 }
 
 /// How long before the start of a backup a file's mtime still counts as "maybe changing": covers
@@ -85,6 +98,7 @@ impl Pipeline {
             current: None,
             in_manifest: false,
             tablespaces_announced: false,
+            in_place: Vec::new(),
             archive: None,
             ended: false,
             summary: BackupSummary::default(),
@@ -93,7 +107,27 @@ impl Pipeline {
                 .checked_sub(UNSTABLE_MARGIN)
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs()),
+            warned_encoded_name: false,
+            wal_facts: None,
+            wal: None,
         }
+    }
+
+    /// Reads the backup's WAL record by record ([`WalCheck`]): from the base archive's
+    /// `pg_wal/` when `in_archive` (fetch mode; checked when the backup's end arrives), else
+    /// the caller feeds it ([`Pipeline::take_wal_check`], stream mode).
+    pub fn check_wal(&mut self, facts: WalFacts, in_archive: bool) {
+        self.wal_facts = Some((facts, in_archive));
+    }
+
+    /// The WAL check, for a caller that feeds it the WAL itself (stream mode).
+    pub fn take_wal_check(&mut self) -> Option<WalCheck> {
+        self.wal.take()
+    }
+
+    /// Records how many WAL records a caller's check verified.
+    pub fn wal_verified(&mut self, records: u64) {
+        self.summary.wal_records_verified = records;
     }
 
     /// What has been seen so far.
@@ -124,18 +158,23 @@ impl Pipeline {
         match event {
             Event::BackupStart { start_lsn, timeline, tablespaces } => {
                 self.summary.start = Some((start_lsn, timeline));
+                self.in_place = in_place_tablespaces(&tablespaces)?;
                 self.summary.tablespaces = tablespaces;
+                if let Some((facts, _)) = self.wal_facts {
+                    self.wal = Some(WalCheck::new(facts, start_lsn, timeline)?);
+                }
             }
             Event::ArchiveStart(archive) => {
                 self.archive = Some(archive.name.clone());
                 let (path, mode) = match archive.tablespace.oid {
                     None => (DATA_ROOT.to_owned(), self.data_mode),
+                    Some(oid) if self.in_place.contains(&oid) => (self.tablespace_root(oid), self.data_mode),
                     Some(oid) => {
                         if !self.tablespaces_announced {
                             self.tablespaces_announced = true;
-                            sink.record(&dir_record(TABLESPACES_ROOT, 0o700)).await?;
+                            sink.record(&dir_record(TABLESPACES_ROOT, self.data_mode)).await?;
                         }
-                        (format!("{TABLESPACES_ROOT}/{oid}"), 0o700)
+                        (format!("{TABLESPACES_ROOT}/{oid}"), self.data_mode)
                     }
                 };
                 sink.record(&dir_record(&path, mode)).await?;
@@ -149,7 +188,7 @@ impl Pipeline {
                 let record = Record {
                     path: RecordPath::new(format!("{DATA_ROOT}/backup_manifest")).expect("valid path"),
                     kind: EntryKind::File { size: None },
-                    meta: Metadata::new(0o600, SystemTime::now()),
+                    meta: Metadata::new(file_mode(self.data_mode), SystemTime::now()),
                 };
                 let wants = sink.record(&record).await?;
                 self.current = Some(Current {
@@ -159,6 +198,7 @@ impl Pipeline {
                     check: None,
                     size: 0,
                     expected: u64::MAX,
+                    wal: false,
                 });
             }
             Event::ManifestData(bytes) => {
@@ -184,25 +224,55 @@ impl Pipeline {
                 self.summary.end = Some((end_lsn, timeline));
                 let start = self.summary.start.map(|(l, t)| (l.0, t));
                 self.summary.verified_files = self.manifest.finish(start, Some((end_lsn.0, timeline)))?;
+                if matches!(self.wal_facts, Some((_, true)))
+                    && let Some(wal) = self.wal.take()
+                {
+                    self.summary.wal_records_verified = wal.finish(end_lsn, timeline)?;
+                }
             }
             Event::Done => {}
         }
         Ok(())
     }
 
+    /// Where the records of tablespace `oid` go: `/tablespaces/<oid>`, or
+    /// `/data/pg_tblspc/<oid>` for an in-place tablespace (as `pg_basebackup -Fp` writes it).
+    fn tablespace_root(&self, oid: u32) -> String {
+        if self.in_place.contains(&oid) {
+            format!("{DATA_ROOT}/pg_tblspc/{oid}")
+        } else {
+            format!("{TABLESPACES_ROOT}/{oid}")
+        }
+    }
+
     async fn entry_start<S: RecordSink>(&mut self, entry: Entry, sink: &mut S) -> Result<(), PhysicalError> {
         let header = entry.header;
-        let (record_path, manifest_path) = match entry.tablespace_oid {
-            None => (format!("{DATA_ROOT}/{}", header.path), header.path.clone()),
-            Some(oid) => (
-                format!("{TABLESPACES_ROOT}/{oid}/{}", header.path),
-                format!("pg_tblspc/{oid}/{}", header.path),
-            ),
+        // Names are bytes (PostgreSQL copies names that are not UTF-8); the record path encodes
+        // such a name reversibly (record_sink::encode_name), the manifest has it as
+        // Encoded-Path and is matched on the bytes.
+        let (root, manifest_path) = match entry.tablespace_oid {
+            None => (DATA_ROOT.to_owned(), header.path.clone()),
+            Some(oid) => {
+                let mut m = format!("pg_tblspc/{oid}/").into_bytes();
+                m.extend_from_slice(&header.path);
+                (self.tablespace_root(oid), m)
+            }
         };
-        let path = RecordPath::new(record_path.clone()).map_err(|e| PhysicalError::Entry {
-            path: header.path.clone(),
-            problem: EntryProblem::Path(e),
-        })?;
+        let (path, encoded) =
+            RecordPath::new(root).and_then(|root| root.join_bytes(&header.path)).map_err(|e| {
+                PhysicalError::Entry {
+                    path: header.path_lossy().into_owned(),
+                    problem: EntryProblem::Path(e),
+                }
+            })?;
+        if encoded && !self.warned_encoded_name {
+            self.warned_encoded_name = true;
+            tracing::warn!(
+                "{path}: a name that is not valid UTF-8 is stored percent-encoded in the record path \
+                 (restored byte for byte; see docs/physical-backup.md); only the first such name is reported"
+            );
+        }
+        let record_path = path.to_string();
         let kind = match header.kind {
             pg_tar::EntryKind::File => EntryKind::File { size: Some(header.size) },
             pg_tar::EntryKind::Directory => EntryKind::Directory,
@@ -210,14 +280,14 @@ impl Pipeline {
                 let target = header.link_target.clone().unwrap_or_default();
                 // A tablespace link points at the tablespace's copy in this backup, never at the
                 // source's directory: a restore on the source's host must not use it.
-                match tablespace_link_oid(entry.tablespace_oid, &header.path) {
+                match tablespace_link_oid(entry.tablespace_oid, &header.path_lossy()) {
                     Some(oid) => EntryKind::Symlink { target: format!("../..{TABLESPACES_ROOT}/{oid}") },
                     None => EntryKind::Symlink { target },
                 }
             }
             pg_tar::EntryKind::Other(t) => {
                 return Err(PhysicalError::Entry {
-                    path: header.path.clone(),
+                    path: header.path_lossy().into_owned(),
                     problem: EntryProblem::TarType(char::from(t)),
                 });
             }
@@ -235,6 +305,12 @@ impl Pipeline {
             meta.mark_unstable(backup_id, self.entries);
         }
         let is_file = matches!(kind, EntryKind::File { .. });
+        let wal = match (&mut self.wal, entry.tablespace_oid, header.path.strip_prefix(b"pg_wal/")) {
+            (Some(check), None, Some(name)) if is_file && !name.contains(&b'/') => {
+                check.segment_start(name)?
+            }
+            _ => false,
+        };
         let wants = sink.record(&Record { path, kind, meta }).await?;
         if is_file {
             self.summary.files += 1;
@@ -245,6 +321,7 @@ impl Pipeline {
                 wants,
                 size: 0,
                 expected: header.size,
+                wal,
             });
         }
         Ok(())
@@ -258,6 +335,11 @@ impl Pipeline {
         self.summary.bytes += bytes.len() as u64;
         if let Some(check) = &mut current.check {
             check.update(&bytes);
+        }
+        if current.wal
+            && let Some(wal) = &mut self.wal
+        {
+            wal.data(&bytes)?;
         }
         // After a Stop the rest of the body is still read and verified, just not handed over.
         if current.wants == Wants::Body && sink.data(bytes).await? == Flow::Stop {
@@ -281,9 +363,39 @@ impl Pipeline {
         if let (Some(path), Some(check)) = (current.manifest_path, current.check) {
             self.manifest.file_received(path, check)?;
         }
+        if current.wal
+            && let Some(wal) = &mut self.wal
+        {
+            wal.segment_end()?;
+        }
         sink.end_file().await?;
         Ok(())
     }
+}
+
+/// The mode of a file the backup itself makes (`backup_manifest`, streamed WAL) for a data
+/// directory of mode `data_mode`: 0600, or 0640 when the cluster allows group access (0750),
+/// as `pg_basebackup` creates them.
+pub(crate) fn file_mode(data_mode: u32) -> u32 {
+    if data_mode & 0o050 != 0 { 0o640 } else { 0o600 }
+}
+
+/// The in-place tablespaces of a backup's tablespace list: those whose location is relative.
+/// PostgreSQL sends `pg_tblspc/<oid>` for them (`allow_in_place_tablespaces`); any other
+/// relative location would point somewhere inside the data directory and is refused.
+fn in_place_tablespaces(tablespaces: &[TablespaceInfo]) -> Result<Vec<u32>, PhysicalError> {
+    let mut in_place = Vec::new();
+    for t in tablespaces {
+        if let (Some(oid), Some(location)) = (t.oid, &t.location)
+            && !location.starts_with('/')
+        {
+            if *location != format!("pg_tblspc/{oid}") {
+                return Err(PhysicalError::TablespaceLocation { oid, location: location.clone() });
+            }
+            in_place.push(oid);
+        }
+    }
+    Ok(in_place)
 }
 
 /// The OID of a `pg_tblspc/<oid>` link of the main archive.
@@ -313,5 +425,20 @@ mod tests {
         assert_eq!(tablespace_link_oid(None, "pg_tblspc/abc"), None);
         assert_eq!(tablespace_link_oid(Some(1), "pg_tblspc/16384"), None);
         assert_eq!(tablespace_link_oid(None, "base/1"), None);
+    }
+
+    #[test]
+    fn in_place_tablespaces_are_the_relative_ones() {
+        let ts = |oid, location: &str| TablespaceInfo {
+            oid: Some(oid),
+            location: Some(location.to_owned()),
+            size_kb: None,
+        };
+        let main = TablespaceInfo { oid: None, location: None, size_kb: None };
+        let list = [ts(16384, "/srv/ts"), ts(16385, "pg_tblspc/16385"), main];
+        assert_eq!(in_place_tablespaces(&list).unwrap(), [16385]);
+        let err = in_place_tablespaces(&[ts(1, "../../etc")]).unwrap_err().to_string();
+        assert!(err.contains("only in-place tablespaces"), "{err}");
+        assert!(in_place_tablespaces(&[ts(1, "pg_tblspc/2")]).is_err());
     }
 }

@@ -15,6 +15,7 @@ use record_sink::{RecordSink, Source};
 use crate::PhysicalError;
 use crate::pipeline::{BackupSummary, Pipeline};
 use crate::verify::ManifestCheck;
+use crate::walcheck::WalFacts;
 
 /// A recording replayed as a [`Source`] (see [`replay`]).
 #[derive(Clone, Debug)]
@@ -58,6 +59,23 @@ fn manifest_algorithm(meta: &RecordingMeta) -> Result<Option<ChecksumAlgorithm>,
     })
 }
 
+/// What the WAL check needs, when the recorded command asked for the WAL in the archive (`WAL`
+/// outside quoted strings) and the recording says the segment size.
+fn wal_in_archive(meta: &RecordingMeta) -> Option<WalFacts> {
+    let mut unquoted = String::new();
+    let mut quoted = false;
+    for c in meta.command.chars() {
+        if c == '\'' {
+            quoted = !quoted;
+        } else if !quoted {
+            unquoted.push(c);
+        }
+    }
+    let asks_wal = unquoted.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|t| t == "WAL");
+    let segment_size = meta.meta.get("wal_segment_size")?.as_u64()?;
+    asks_wal.then_some(WalFacts { segment_size, system_identifier: None, major: meta.server_major })
+}
+
 /// Replays the `BASE_BACKUP` response of a recording into `sink`: the same records as the live
 /// backup produced (`/data/…`, `/tablespaces/<oid>/…`), every file checked against the
 /// recording's own `backup_manifest` (13+), and an error for a recording that ends before the
@@ -72,6 +90,11 @@ pub async fn replay<R: Read, S: RecordSink>(
     let mut decoder = Decoder::new(meta.decoder_options())?;
     // The recording does not say the source's data_directory_mode: 0700, what initdb gives.
     let mut pipeline = Pipeline::new(0o700, ManifestCheck::new(manifest_algorithm(&meta)?));
+    if let Some(facts) = wal_in_archive(&meta) {
+        // The WAL appended to the archive (fetch mode) is read record by record, as at the end
+        // of a live backup.
+        pipeline.check_wal(facts, true);
+    }
     while let Some(chunk) = reader.next_chunk().map_err(recording_error)? {
         decoder.feed_bytes(&chunk);
         while let Some(event) = decoder.poll_event().map_err(|e| match e {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pg_basebackup::{Decoder, DecoderOptions, Event};
 use pg_config::{Config, Replication};
@@ -15,13 +15,15 @@ use record_sink::{RecordSink, Source};
 use crate::command::{BackupOptions, Compression, WalMethod};
 use crate::pipeline::{BackupSummary, Pipeline};
 use crate::verify::ManifestCheck;
-use crate::{PhysicalError, stream};
+use crate::walcheck::WalFacts;
+use crate::{PhysicalError, stream, timeout};
 
 /// The name of this client, recorded where the Go plugin recorded `pg_basebackup_version`.
 pub const CLIENT_NAME: &str = concat!("pg_plakar/", env!("CARGO_PKG_VERSION"));
 
-/// Where to save a recording of the raw stream, if anywhere.
-#[derive(Clone, Debug, Default)]
+/// How a backup runs: where its recording and WAL spool go, how long it waits for a silent
+/// server.
+#[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Record every byte the backup connection exchanges after authentication (see
     /// [`pg_recording`]).
@@ -31,6 +33,21 @@ pub struct RunOptions {
     /// Receives the server's estimate of the backup's size in bytes (the tablespace sizes of
     /// `PROGRESS`) when the backup starts: for a progress display.
     pub size_hint: Option<Arc<AtomicU64>>,
+    /// Fail when a connection sends nothing for this long ([`timeout`](crate::timeout) says
+    /// where the limit is stretched); `None` waits forever. Default
+    /// [`DEFAULT_READ_TIMEOUT`](crate::timeout::DEFAULT_READ_TIMEOUT).
+    pub read_timeout: Option<Duration>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            record_to: None,
+            spool_dir: None,
+            size_hint: None,
+            read_timeout: Some(timeout::DEFAULT_READ_TIMEOUT),
+        }
+    }
 }
 
 /// The facts the backup connection learnt before the backup began.
@@ -108,9 +125,10 @@ pub async fn backup<S: RecordSink>(
     let started = Instant::now();
     // What needs no server is refused before connecting.
     options.check()?;
-    let mut config = config.clone();
+    let mut config = timeout::with_connect_timeout(config, run.read_timeout);
     config.set_replication(Replication::Physical);
     let mut client = Client::connect(&config).await.map_err(conn_err)?;
+    client.set_read_timeout(run.read_timeout);
     let server = server_facts(&mut client).await?;
     options.validate(server.major)?;
     tracing::info!(
@@ -142,14 +160,6 @@ pub async fn backup<S: RecordSink>(
     };
     let decoder_options =
         DecoderOptions { server_major: server.major, manifest: server.major >= 13, compression };
-    let recorder = match &run.record_to {
-        Some(path) => Some(Recorder::create(path, &server, &command, decoder_options)?),
-        None => None,
-    };
-    if let Some(r) = &recorder {
-        client.set_tap(Some(Box::new(r.clone())));
-        r.mark(BASE_BACKUP_MARK)?;
-    }
 
     let mut manifest = ManifestCheck::new((server.major >= 13).then_some(options.manifest_checksums));
     manifest.expect_system_identifier(server.system_identifier);
@@ -158,6 +168,37 @@ pub async fn backup<S: RecordSink>(
         pipeline: Pipeline::new(server.data_directory_mode, manifest),
         streamer: None,
     };
+    if options.wal_method != WalMethod::None {
+        // The backup's WAL is read record by record before the backup counts as complete.
+        let facts = WalFacts {
+            segment_size: server.wal_segment_size,
+            system_identifier: Some(server.system_identifier),
+            major: server.major,
+        };
+        run_state.pipeline.check_wal(facts, options.wal_method == WalMethod::Fetch);
+    }
+    // The server says nothing while it runs the starting checkpoint: a longer limit until the
+    // first result set (see `timeout`).
+    if let Some(read_timeout) = run.read_timeout {
+        let rows = client.simple_query("SHOW checkpoint_timeout").await.map_err(conn_err)?;
+        let checkpoint_timeout = rows
+            .first()
+            .and_then(|r| r.get(0))
+            .and_then(timeout::parse_setting)
+            .unwrap_or(Duration::from_secs(300));
+        let spread = options.checkpoint == crate::Checkpoint::Spread;
+        client.set_read_timeout(Some(timeout::start_limit(read_timeout, checkpoint_timeout, spread)));
+    }
+    // The recording starts right before BASE_BACKUP (after the SHOW above): its response is
+    // what follows the mark.
+    let recorder = match &run.record_to {
+        Some(path) => Some(Recorder::create(path, &server, &command, decoder_options)?),
+        None => None,
+    };
+    if let Some(r) = &recorder {
+        client.set_tap(Some(Box::new(r.clone())));
+        r.mark(BASE_BACKUP_MARK)?;
+    }
     tracing::debug!("{command}");
     client.send_query(&command).await.map_err(conn_err)?;
     if let Err(e) = run_state.receive(&mut client, &config, &server, options, run, sink).await {
@@ -174,7 +215,12 @@ pub async fn backup<S: RecordSink>(
 
     let mut streamed = 0;
     if let Some(s) = run_state.streamer.take() {
-        streamed = s.finish_into(sink).await?;
+        let mut wal = run_state.pipeline.take_wal_check();
+        streamed = s.finish_into(sink, wal.as_mut()).await?;
+        if let (Some(wal), Some((end, timeline))) = (wal, run_state.pipeline.summary().end) {
+            let records = wal.finish(end, timeline)?;
+            run_state.pipeline.wal_verified(records);
+        }
     }
     // Everything is in and verified: the orchestrator may now finish the sink.
     if let Err(e) = client.close().await {
@@ -182,10 +228,11 @@ pub async fn backup<S: RecordSink>(
     }
     let summary = run_state.pipeline.summary().clone();
     tracing::info!(
-        "backup complete: {} files, {} bytes, {} verified against backup_manifest, in {:.1?}",
+        "backup complete: {} files, {} bytes, {} verified against backup_manifest, {} WAL records verified, in {:.1?}",
         summary.files,
         summary.bytes,
         summary.verified_files,
+        summary.wal_records_verified,
         started.elapsed()
     );
     Ok(BackupReport { server, summary, streamed_wal_segments: streamed, elapsed: started.elapsed() })
@@ -246,6 +293,10 @@ impl Running {
                 if let (Event::BackupStart { tablespaces, .. }, Some(hint)) = (&event, &run.size_hint) {
                     let kb: i64 = tablespaces.iter().filter_map(|t| t.size_kb).sum();
                     hint.store(u64::try_from(kb).unwrap_or(0).saturating_mul(1024), Ordering::Relaxed);
+                }
+                if let Event::BackupStart { .. } = event {
+                    // The checkpoint is over: from now on the server streams.
+                    client.set_read_timeout(run.read_timeout);
                 }
                 match event {
                     Event::Done => {
@@ -339,7 +390,21 @@ impl Recorder {
         decoder: DecoderOptions,
     ) -> Result<Self, PhysicalError> {
         let io = |e: std::io::Error| PhysicalError::Recording(format!("{}: {e}", path.display()));
-        let file = std::fs::File::create(path).map_err(io)?;
+        // The recording holds cluster data: the owner's only, as the data directory.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            use std::os::unix::fs::PermissionsExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            // An existing file keeps its mode on open: narrow it too.
+            f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            f
+        };
         let meta = RecordingMeta {
             server_major: server.major,
             server_version: server.server_version.clone(),

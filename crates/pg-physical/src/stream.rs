@@ -22,7 +22,9 @@ use tokio::task::JoinHandle;
 use crate::PhysicalError;
 use crate::BackupOptions;
 use crate::source::{RunOptions, ServerFacts, slot_name};
+use crate::timeout;
 use crate::wal::{WalError, WalSpool};
+use crate::walcheck::WalCheck;
 
 /// The WAL receiver task of one backup.
 #[derive(Debug)]
@@ -32,6 +34,8 @@ pub(crate) struct Streamer {
     task: Option<JoinHandle<Result<WalSpool, PhysicalError>>>,
     /// Its spool, once it has ended successfully.
     done: Option<WalSpool>,
+    /// The mode of the files it hands over (0600, or 0640 with group access).
+    file_mode: u32,
 }
 
 impl Drop for Streamer {
@@ -60,6 +64,7 @@ impl Streamer {
         let mut config = config.clone();
         config.set_replication(Replication::Physical);
         let mut client = Client::connect(&config).await.map_err(failed_to("connecting"))?;
+        client.set_read_timeout(run.read_timeout);
         let slot = match &options.slot {
             Some(name) => {
                 if options.create_slot {
@@ -92,8 +97,18 @@ impl Streamer {
         let command = format!("START_REPLICATION SLOT {slot} PHYSICAL {from} TIMELINE {timeline}");
         client.send_query(&command).await.map_err(failed_to("sending START_REPLICATION"))?;
         let (end, end_rx) = watch::channel(None);
-        let task = tokio::spawn(receive(client, spool, WalReceiver::new(from, true), end_rx));
-        Ok(Self { end, task: Some(task), done: None })
+        // Under a read timeout, every periodic status update asks for a reply: an idle server
+        // sends no WAL, and the timeout must not take that silence for a dead connection.
+        let machine = WalReceiver::new(from, true)
+            .with_status_interval(timeout::status_interval(run.read_timeout))
+            .with_reply_requests(run.read_timeout.is_some());
+        let task = tokio::spawn(receive(client, spool, machine, end_rx));
+        Ok(Self {
+            end,
+            task: Some(task),
+            done: None,
+            file_mode: crate::pipeline::file_mode(server.data_directory_mode),
+        })
     }
 
     /// Resolves only if the receiver fails (a dropped connection, a server error): the backup
@@ -128,7 +143,11 @@ impl Streamer {
     /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` into the
     /// sink, with `archive_status/<segment>.done` for each complete one. Returns the number of
     /// segments.
-    pub(crate) async fn finish_into<S: RecordSink>(mut self, sink: &mut S) -> Result<usize, PhysicalError> {
+    pub(crate) async fn finish_into<S: RecordSink>(
+        mut self,
+        sink: &mut S,
+        mut wal: Option<&mut WalCheck>,
+    ) -> Result<usize, PhysicalError> {
         let mut spool = match (self.done.take(), self.task.take()) {
             (Some(spool), _) => spool,
             (None, Some(task)) => task.await.map_err(join_error)??,
@@ -140,32 +159,48 @@ impl Streamer {
             segments.len().saturating_sub(usize::from(spool.position().0 % spool.segment_size() != 0));
         let now = SystemTime::now();
         for (i, (name, path)) in segments.iter().enumerate() {
-            let meta = Metadata::new(0o600, now);
+            let meta = Metadata::new(self.file_mode, now);
             let size = spool.segment_size();
             let record = Record {
                 path: RecordPath::new(format!("/data/pg_wal/{name}")).expect("valid"),
                 kind: EntryKind::File { size: Some(size) },
                 meta: meta.clone(),
             };
-            if sink.record(&record).await? == Wants::Body {
+            let mut send = sink.record(&record).await? == Wants::Body;
+            // The WAL check reads every segment of the range, whether the sink wants it or not.
+            let checking = match wal.as_deref_mut() {
+                Some(check) => check.segment_start(name.as_bytes())?,
+                None => false,
+            };
+            if send || checking {
                 let io = |error| WalError::Io { path: path.clone(), error };
                 let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-                let mut sent = 0u64;
+                let mut read = 0u64;
                 loop {
                     let mut buf = bytes::BytesMut::with_capacity(1 << 20);
                     let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf).await.map_err(io)?;
                     if n == 0 {
                         break;
                     }
-                    sent += n as u64;
-                    if sink.data(buf.freeze()).await? == Flow::Stop {
-                        // The consumer wants no more of it; the spool's copy was complete.
-                        sent = size;
-                        break;
+                    read += n as u64;
+                    if checking && let Some(check) = wal.as_deref_mut() {
+                        check.data(&buf)?;
+                    }
+                    // The consumer may want no more of it; the spool's copy is still read for
+                    // the check.
+                    if send && sink.data(buf.freeze()).await? == Flow::Stop {
+                        send = false;
+                        if !checking {
+                            read = size;
+                            break;
+                        }
                     }
                 }
-                if sent != size {
-                    return Err(WalError::Short { segment: name.clone(), read: sent, expected: size }.into());
+                if read != size {
+                    return Err(WalError::Short { segment: name.clone(), read, expected: size }.into());
+                }
+                if checking && let Some(check) = wal.as_deref_mut() {
+                    check.segment_end()?;
                 }
             }
             sink.end_file().await?;

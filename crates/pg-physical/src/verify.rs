@@ -75,15 +75,15 @@ impl ManifestCheck {
     }
 
     /// A hasher for a file the manifest should list (`None` without a manifest).
-    pub fn file_check(&self, _manifest_path: &str) -> Option<FileCheck> {
+    pub fn file_check(&self, _manifest_path: &[u8]) -> Option<FileCheck> {
         self.algorithm.map(|a| FileCheck(FileHasher::new(a)))
     }
 
     /// A file has been received whole.
-    pub fn file_received(&mut self, manifest_path: String, check: FileCheck) -> Result<(), ManifestFailure> {
+    pub fn file_received(&mut self, manifest_path: Vec<u8>, check: FileCheck) -> Result<(), ManifestFailure> {
         if let Some(verifier) = &mut self.verifier {
             verifier
-                .file_received_digest(manifest_path.as_bytes(), check.0.finish_digest())
+                .file_received_digest(&manifest_path, check.0.finish_digest())
                 .map_err(ManifestFailure::Received)?;
         }
         Ok(())

@@ -65,8 +65,9 @@ pub struct WalSpool {
 }
 
 impl WalSpool {
-    /// A spool in a new private directory under `parent` (the system temp dir if `None`),
-    /// receiving WAL from `start` (rounded down to its segment) on `timeline`.
+    /// A spool in a new private directory (mode 0700, segments 0600: this is cluster data)
+    /// under `parent` (the system temp dir if `None`), receiving WAL from `start` (rounded
+    /// down to its segment) on `timeline`.
     pub fn new(
         parent: Option<&Path>,
         segment_size: u64,
@@ -75,7 +76,7 @@ impl WalSpool {
     ) -> Result<Self, WalError> {
         check_segment_size(segment_size).map_err(WalError::SegmentSize)?;
         let mut builder = tempfile::Builder::new();
-        builder.prefix("pgplakar-wal-");
+        builder.prefix("pgplakar-wal-").permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
         let dir = match parent {
             Some(p) => builder.tempdir_in(p),
             None => builder.tempdir(),
@@ -128,7 +129,12 @@ impl WalSpool {
             self.close_current()?;
             let path = self.dir.path().join(&name);
             let io = |error| WalError::Io { path: path.clone(), error };
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&path).map_err(io)?;
+            let mut f = std::os::unix::fs::OpenOptionsExt::mode(
+                OpenOptions::new().write(true).create_new(true),
+                0o600,
+            )
+            .open(&path)
+            .map_err(io)?;
             f.seek(SeekFrom::Start(lsn % self.segment_size)).map_err(io)?;
             self.segments.push(name.clone());
             self.current = Some((name, f));
@@ -167,6 +173,20 @@ impl WalSpool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_spool_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        // Whatever the umask lets through, the spool is the owner's only.
+        let seg = 1u64 << 20;
+        let mut spool = WalSpool::new(Some(tmp.path()), seg, 1, Lsn(seg)).unwrap();
+        spool.write(Lsn(seg), &[1u8; 100]).unwrap();
+        let dir = fs::read_dir(tmp.path()).unwrap().next().unwrap().unwrap().path();
+        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        let segment = dir.join("000000010000000000000001");
+        assert_eq!(fs::metadata(&segment).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     #[test]
     fn payloads_fill_full_size_segments_across_boundaries() {

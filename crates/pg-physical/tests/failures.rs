@@ -47,8 +47,9 @@ impl Target {
     fn run(&self) -> RunOptions {
         RunOptions { spool_dir: Some(self.scratch.path().join("spool")), ..RunOptions::default() }
     }
+    /// A sink that keeps a failed backup (`--no-clean`), so the tests can read its marker.
     fn sink(&self) -> DirSink {
-        DirSink::create(DirSinkOptions::new(self.data())).unwrap()
+        DirSink::create(kept(self.data())).unwrap()
     }
 
     /// The sink was aborted with a reason containing `needle`, and nothing looks like a backup.
@@ -77,6 +78,11 @@ async fn backup(
     common::backup(config, options, &target.run(), &mut sink).await
 }
 
+/// Options for a sink that keeps what it wrote when the backup fails.
+fn kept(data: PathBuf) -> DirSinkOptions {
+    DirSinkOptions { keep_on_failure: true, ..DirSinkOptions::new(data) }
+}
+
 /// Runs a backup on its own thread and runtime, so the test can poll the server meanwhile.
 fn spawn_backup(
     config: Config,
@@ -87,7 +93,7 @@ fn spawn_backup(
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let mut sink = DirSink::create(DirSinkOptions::new(&data)).unwrap();
+            let mut sink = DirSink::create(kept(data)).unwrap();
             common::backup(&config, &options, &run, &mut sink).await
         })
     })
@@ -282,6 +288,11 @@ enum Rule {
     AfterTag(u8),
     /// Right before the first message with type `cut` that follows one with type `seen`.
     BeforeTagAfter { seen: u8, cut: u8 },
+    /// After forwarding this many bytes to the client, stop forwarding in both directions but
+    /// keep the connection open (a stalled middlebox); it closes only when the client leaves.
+    StallAfter(u64),
+    /// Stall (as `StallAfter`) as soon as a client has sent this text.
+    StallOnceSent(&'static str),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -296,6 +307,8 @@ struct Proxy {
     port: u16,
     connections: Arc<AtomicUsize>,
     sent_by_client: Arc<Mutex<Vec<u8>>>,
+    /// When a `Stall*` rule stopped the traffic.
+    stalled_at: Arc<Mutex<Option<Instant>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -312,15 +325,17 @@ impl Proxy {
         let connections = Arc::new(AtomicUsize::new(0));
         let sent_by_client = Arc::new(Mutex::new(Vec::new()));
         let (n, sent) = (connections.clone(), sent_by_client.clone());
+        let stalled_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let stall_clock = stalled_at.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else { return };
                 let index = n.fetch_add(1, Ordering::SeqCst);
                 let rule = cut.filter(|c| c.connection == index).map(|c| c.rule);
-                tokio::spawn(pipe(client, server_port, rule, sent.clone()));
+                tokio::spawn(pipe(client, server_port, rule, sent.clone(), stall_clock.clone()));
             }
         });
-        Proxy { port, connections, sent_by_client, task }
+        Proxy { port, connections, sent_by_client, stalled_at, task }
     }
 
     fn client_sent(&self, needle: &str) -> bool {
@@ -329,16 +344,26 @@ impl Proxy {
     }
 }
 
-async fn pipe(client: TcpStream, server_port: u16, rule: Option<Rule>, sent: Arc<Mutex<Vec<u8>>>) {
+async fn pipe(
+    client: TcpStream,
+    server_port: u16,
+    rule: Option<Rule>,
+    sent: Arc<Mutex<Vec<u8>>>,
+    stalled_at: Arc<Mutex<Option<Instant>>>,
+) {
     let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)).await else { return };
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
+    let stalled = std::sync::atomic::AtomicBool::new(false);
     let up = async {
         let mut buf = vec![0u8; 16384];
         loop {
             let n = cr.read(&mut buf).await.unwrap_or(0);
             if n == 0 {
                 return;
+            }
+            if stalled.load(Ordering::SeqCst) {
+                continue; // read (to notice the client leaving) but forward nothing
             }
             sent.lock().unwrap().extend_from_slice(&buf[..n]);
             if sw.write_all(&buf[..n]).await.is_err() {
@@ -358,6 +383,30 @@ async fn pipe(client: TcpStream, server_port: u16, rule: Option<Rule>, sent: Arc
             }
             let out: Vec<u8> = match rule {
                 None => buf[..n].to_vec(),
+                Some(Rule::StallOnceSent(needle)) => {
+                    let sent_it = {
+                        let sent = sent.lock().unwrap();
+                        sent.windows(needle.len()).any(|w| w == needle.as_bytes())
+                    };
+                    if sent_it {
+                        stalled.store(true, Ordering::SeqCst);
+                        *stalled_at.lock().unwrap() = Some(Instant::now());
+                        std::future::pending::<()>().await;
+                    }
+                    buf[..n].to_vec()
+                }
+                Some(Rule::StallAfter(limit)) => {
+                    let room = (limit - forwarded).min(n as u64) as usize;
+                    forwarded += room as u64;
+                    let _ = cw.write_all(&buf[..room]).await;
+                    if forwarded >= limit {
+                        stalled.store(true, Ordering::SeqCst);
+                        *stalled_at.lock().unwrap() = Some(Instant::now());
+                        // Neither read from the server nor write to the client again.
+                        std::future::pending::<()>().await;
+                    }
+                    continue;
+                }
                 Some(Rule::Bytes(limit)) => {
                     let room = (limit - forwarded).min(n as u64) as usize;
                     forwarded += room as u64;
@@ -449,6 +498,88 @@ per_major!(async fn tcp_connection_cut(major) {
     let report = backup(&config_at(proxy.port, "user=postgres"), &BackupOptions::default(), &target).await.unwrap();
     assert!(report.summary.files > 500, "{:?}", report.summary);
     assert!(target.data().join("PG_VERSION").is_file());
+});
+
+// ---------------------------------------------------------------------------------------------
+// 4b. A connection that stops moving: the read-inactivity timeout
+
+/// A backup through a proxy that stalls as `cut` says fails within about `timeout`, clearly,
+/// with nothing left on the server or on disk.
+async fn stalled_backup(cluster: &TestCluster, wal_method: WalMethod, cut: Cut, timeout: Duration) -> String {
+    let proxy = Proxy::start(cluster.port(), Some(cut)).await;
+    let target = Target::new();
+    let options = BackupOptions { wal_method, max_rate: Some(4096), ..BackupOptions::default() };
+    let run = RunOptions { read_timeout: Some(timeout), ..target.run() };
+    let mut sink = target.sink();
+    let cfg = config_at(proxy.port, "user=postgres");
+    let backup = common::backup(&cfg, &options, &run, &mut sink);
+    let err = tokio::time::timeout(Duration::from_secs(60), backup)
+        .await
+        .unwrap_or_else(|_| panic!("{wal_method:?} {cut:?}: the stalled backup still hangs after 60 s"))
+        .unwrap_err();
+    let stalled_at = proxy.stalled_at.lock().unwrap().expect("the proxy stalled");
+    let elapsed = stalled_at.elapsed();
+    let text = err_text(&err);
+    // Counted from the stall. Connecting is bounded by connect_timeout, which libpq rounds up to 2 s; the starting
+    // checkpoint by the timeout plus the server's checkpoint_timeout (30 s here).
+    let checkpoint = text.contains("before the backup started");
+    let expected = if checkpoint { timeout + Duration::from_secs(30) } else { timeout };
+    let limit = expected.max(Duration::from_secs(2)) + Duration::from_secs(5);
+    assert!(elapsed < limit, "{wal_method:?} {cut:?}: failed after {elapsed:?}: {text}");
+    assert!(
+        text.contains(&format!("no data from the server for {} s (read timeout)", expected.as_secs()))
+            || text.contains("timeout expired after 2 s"),
+        "{wal_method:?} {cut:?}: {text}"
+    );
+    assert!(text.contains(&format!("port {}", proxy.port)), "which server: {text}");
+    target.assert_aborted("timeout");
+    drop(proxy);
+    assert_server_clean(cluster).await;
+    text
+}
+
+per_major!(async fn stalled_connection_times_out(major) {
+    let cluster = TestCluster::start_with(major, ClusterOptions::new().conf("checkpoint_timeout = 30s")).unwrap();
+    let second = Duration::from_secs(1);
+    // The backup connection, in fetch mode: during startup, during the commands before the
+    // backup, in the middle of the main archive.
+    for offset in [0, 9, 300, 1200, 1 << 20] {
+        let cut = Cut { connection: 0, rule: Rule::StallAfter(offset) };
+        let text = stalled_backup(&cluster, WalMethod::Fetch, cut, second).await;
+        if offset >= 1 << 20 {
+            assert!(text.contains("base backup interrupted after "), "{text}");
+        }
+    }
+    // Right after BASE_BACKUP, while the server runs the checkpoint and says nothing.
+    let cut = Cut { connection: 0, rule: Rule::StallOnceSent("BASE_BACKUP") };
+    let text = stalled_backup(&cluster, WalMethod::Fetch, cut, second).await;
+    assert!(text.contains("before the backup started"), "{text}");
+    // Stream mode: the WAL connection (the second one) during startup and once streaming; the
+    // backup connection in the middle of the archive.
+    for offset in [50, 4000] {
+        let cut = Cut { connection: 1, rule: Rule::StallAfter(offset) };
+        let text = stalled_backup(&cluster, WalMethod::Stream, cut, second).await;
+        assert!(text.contains("WAL streaming connection"), "which connection: {text}");
+    }
+    let cut = Cut { connection: 0, rule: Rule::StallAfter(1 << 20) };
+    stalled_backup(&cluster, WalMethod::Stream, cut, second).await;
+});
+
+per_major!(async fn an_idle_server_is_not_a_stalled_one(major) {
+    // An idle server sends no WAL: in stream mode the status updates ask for replies, so a
+    // backup that runs longer than the read timeout still completes.
+    let cluster = TestCluster::start(major).unwrap();
+    let target = Target::new();
+    // ~25 MB at 4 MB/s: about 6 s, three times the 2 s timeout.
+    let options = BackupOptions { wal_method: WalMethod::Stream, max_rate: Some(4096), ..BackupOptions::default() };
+    let run = RunOptions { read_timeout: Some(Duration::from_secs(2)), ..target.run() };
+    let started = Instant::now();
+    let mut sink = target.sink();
+    common::backup(&config(&cluster), &options, &run, &mut sink).await.unwrap();
+    assert!(started.elapsed() > Duration::from_secs(4), "the backup was too short to prove anything");
+    assert!(target.data().join("PG_VERSION").is_file());
+    target.assert_no_spool();
+    assert_server_clean(&cluster).await;
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -648,6 +779,11 @@ per_major!(async fn no_password_in_errors_logs_or_recordings(major) {
     let report = common::backup(&right, &BackupOptions::default(), &run, &mut sink).await.unwrap();
     clean("the report", &format!("{report:?}"));
     let recorded = std::fs::read(&recording).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&recording).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the recording holds cluster data: the owner's only");
+    }
     assert!(recorded.len() > 1 << 20, "the recording holds the backup ({} bytes)", recorded.len());
     assert!(
         !recorded.windows(PASSWORD.len()).any(|w| w == PASSWORD.as_bytes()),

@@ -78,6 +78,10 @@ async fn backup_into_dir(cluster: &TestCluster, options: &BackupOptions) -> Rest
         .await
         .unwrap_or_else(|e| panic!("backup failed: {e}\n{}", cluster.log_contents()));
     assert!(report.summary.files > 900, "{report:?}");
+    // The backup's WAL was read record by record (both WAL modes, every major).
+    if options.wal_method != WalMethod::None {
+        assert!(report.summary.wal_records_verified > 0, "{:?}", report.summary);
+    }
     if cluster.major() >= 13 {
         // Every file but the WAL segments (which no manifest lists) was checked. Fetched
         // segments came in the archive; streamed ones (stream mode) did not.

@@ -147,7 +147,7 @@ fn verify_manifest(f: &Fixture, stream: &[u8]) -> Result<u64, Vec<Mismatch>> {
     let mut dec = Decoder::new(f.options()).unwrap();
     dec.feed_bytes(stream);
     let mut verifier = Verifier::new();
-    let mut current: Option<(String, FileHasher)> = None;
+    let mut current: Option<(Vec<u8>, FileHasher)> = None;
     let mut manifest = Vec::new();
     let (mut start, mut end) = (None, None);
     let mut done = false;
@@ -156,7 +156,7 @@ fn verify_manifest(f: &Fixture, stream: &[u8]) -> Result<u64, Vec<Mismatch>> {
             Event::BackupStart { start_lsn, timeline, .. } => start = Some((start_lsn.0, timeline)),
             Event::EntryStart(e) if e.header.kind == EntryKind::File => {
                 let path = match e.tablespace_oid {
-                    Some(oid) => format!("pg_tblspc/{oid}/{}", e.header.path),
+                    Some(oid) => [format!("pg_tblspc/{oid}/").as_bytes(), &e.header.path].concat(),
                     None => e.header.path,
                 };
                 current = Some((path, FileHasher::new(algorithm)));
@@ -168,7 +168,7 @@ fn verify_manifest(f: &Fixture, stream: &[u8]) -> Result<u64, Vec<Mismatch>> {
             }
             Event::EntryEnd => {
                 if let Some((path, h)) = current.take() {
-                    verifier.file_received_digest(path.as_bytes(), h.finish_digest()).unwrap();
+                    verifier.file_received_digest(&path, h.finish_digest()).unwrap();
                 }
             }
             Event::ManifestData(d) => manifest.extend_from_slice(&d),

@@ -28,9 +28,10 @@ pub enum EntryKind {
 /// A parsed, validated ustar header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// Normalised relative path: `prefix/name` joined, `./` prefixes and trailing `/` removed;
-    /// never empty, never absolute, no `.`, `..` or empty components.
-    pub path: String,
+    /// Normalised relative path, raw bytes: `prefix/name` joined, `./` prefixes and trailing
+    /// `/` removed; never empty, never absolute, no `.`, `..` or empty components. Not
+    /// necessarily UTF-8: PostgreSQL copies whatever name a file has (see [`Header::path_lossy`]).
+    pub path: Vec<u8>,
     /// The entry type.
     pub kind: EntryKind,
     /// Permission bits (and whatever else the writer put in the octal `mode` field).
@@ -141,39 +142,48 @@ pub(crate) fn raw_name(block: &[u8; BLOCK_LEN]) -> String {
     s
 }
 
-/// Normalises and validates an entry path (see [`Header::path`]).
-fn normalise_path(raw: Vec<u8>, kind: EntryKind) -> Result<String, TarErrorKind> {
-    let s = String::from_utf8(raw).map_err(|_| TarErrorKind::NotUtf8 { field: "name" })?;
-    if s.starts_with('/') {
+/// Normalises and validates an entry path (see [`Header::path`]); the bytes are kept as they
+/// are, UTF-8 or not.
+fn normalise_path(raw: Vec<u8>, kind: EntryKind) -> Result<Vec<u8>, TarErrorKind> {
+    if raw.starts_with(b"/") {
         return Err(TarErrorKind::AbsolutePath);
     }
-    let mut p = s.as_str();
-    while let Some(rest) = p.strip_prefix("./") {
+    let mut p = &raw[..];
+    while let Some(rest) = p.strip_prefix(b"./") {
         p = rest;
     }
-    if p == "." {
-        p = "";
+    if p == b"." {
+        p = b"";
     }
-    if p.ends_with('/') {
+    if p.ends_with(b"/") {
         match kind {
-            EntryKind::Directory | EntryKind::Symlink => p = p.trim_end_matches('/'),
+            EntryKind::Directory | EntryKind::Symlink => {
+                while let Some(rest) = p.strip_suffix(b"/") {
+                    p = rest;
+                }
+            }
             _ => return Err(TarErrorKind::TrailingSlash),
         }
     }
     if p.is_empty() {
         return Err(TarErrorKind::EmptyName);
     }
-    for comp in p.split('/') {
+    for comp in p.split(|&b| b == b'/') {
         match comp {
-            ".." => return Err(TarErrorKind::DotDot),
-            "" | "." => return Err(TarErrorKind::NotNormal),
+            b".." => return Err(TarErrorKind::DotDot),
+            b"" | b"." => return Err(TarErrorKind::NotNormal),
             _ => {}
         }
     }
-    Ok(p.to_owned())
+    Ok(p.to_vec())
 }
 
 impl Header {
+    /// The path for messages: UTF-8, with any invalid byte replaced.
+    pub fn path_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.path)
+    }
+
     /// Parses and validates one non-zero header block.
     ///
     /// Refuses what PostgreSQL never writes and a careless reader would get wrong: PAX `x`/`g`

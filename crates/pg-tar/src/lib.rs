@@ -286,7 +286,7 @@ impl TarReader {
                             return Err(self.fail(kind));
                         }
                     };
-                    self.entry_path = Some(header.path.clone());
+                    self.entry_path = Some(header.path_lossy().into_owned());
                     self.state = if header.size > 0 {
                         State::Data { remaining: header.size }
                     } else {
@@ -394,7 +394,7 @@ pub mod fuzzing {
             loop {
                 match r.next_event() {
                     Ok(Some(TarEvent::EntryStart(h))) => {
-                        assert!(!h.path.is_empty() && !h.path.starts_with('/'));
+                        assert!(!h.path.is_empty() && !h.path.starts_with(b"/"));
                         expected = h.size;
                         got = 0;
                         entries += 1;

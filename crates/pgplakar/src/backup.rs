@@ -26,7 +26,7 @@ use crate::{Interrupted, exit};
 pub(crate) struct ServerArgs {
     /// The server: a libpq connection string (`host=… user=…`) or URI (`postgresql://…`,
     /// `postgres+bin://…`); PG* environment variables and ~/.pgpass apply.
-    #[arg(short = 'd', long, env = "PGPLAKAR_CONNECTION", default_value = "")]
+    #[arg(short = 'd', long, env = "PGPLAKAR_CONNECTION", hide_env_values = true, default_value = "")]
     dbname: String,
     /// How the WAL needed for consistency is included: fetch (at the end, guarded by a
     /// temporary slot), stream (second connection), none.
@@ -58,6 +58,21 @@ pub(crate) struct ServerArgs {
     /// Create the slot named by --slot first.
     #[arg(short = 'C', long, requires = "slot")]
     create_slot: bool,
+    /// Fail when a connection sends nothing for SECS seconds (0: wait forever); stretched
+    /// during the starting checkpoint (see docs/physical-backup.md).
+    #[arg(long, value_name = "SECS", default_value_t = pg_physical::timeout::DEFAULT_READ_TIMEOUT.as_secs())]
+    read_timeout: u64,
+}
+
+impl ServerArgs {
+    fn run_options(&self, record_to: Option<PathBuf>, size_hint: Arc<AtomicU64>) -> RunOptions {
+        RunOptions {
+            record_to,
+            size_hint: Some(size_hint),
+            read_timeout: (self.read_timeout > 0).then(|| std::time::Duration::from_secs(self.read_timeout)),
+            ..RunOptions::default()
+        }
+    }
 }
 
 /// Options of `pgplakar backup physical`.
@@ -83,6 +98,10 @@ pub(crate) struct PhysicalArgs {
     /// Do not flush the written files to disk at the end.
     #[arg(short = 'N', long)]
     no_sync: bool,
+    /// Keep what a failed or interrupted backup wrote into a data directory (with the reason
+    /// in PGPLAKAR_BACKUP_INCOMPLETE) instead of removing it (-Fp).
+    #[arg(short = 'n', long)]
+    no_clean: bool,
     /// Make the backup a standby of the source: standby.signal and primary_conninfo (without
     /// the password; see --write-password) and primary_slot_name with -S.
     #[arg(short = 'R', long)]
@@ -205,7 +224,7 @@ pub(crate) fn run_plan<S: RecordSink>(
     let cancel = CancellationToken::new();
     let started = Instant::now();
     let progress = ui.progress(what, size_hint);
-    let result = crate::run_cancellable(&cancel, async {
+    let (result, interrupted) = crate::run_cancellable(&cancel, async {
         match standby {
             Some(lines) => {
                 let mut standby = StandbySink::new(sink, lines);
@@ -217,12 +236,11 @@ pub(crate) fn run_plan<S: RecordSink>(
                 Ok(plan.run(&mut shown, &cancel).await?)
             }
         }
-    });
-    match result {
-        Ok(report) => Ok(Outcome { report, elapsed: started.elapsed() }),
-        Err(_) if cancel.is_cancelled() => Err(Interrupted.into()),
-        Err(e) => Err(e),
+    })?;
+    if let Some(signal) = interrupted.signal() {
+        return Err(Interrupted(signal).into());
     }
+    Ok(Outcome { report: result?, elapsed: started.elapsed() })
 }
 
 pub(crate) fn run_physical(args: PhysicalArgs, ui: &Ui) -> Result<u8> {
@@ -253,7 +271,7 @@ pub(crate) fn run_physical(args: PhysicalArgs, ui: &Ui) -> Result<u8> {
         options.label = format!("{} (dry run)", options.label);
     }
     let size_hint = Arc::new(AtomicU64::new(0));
-    let run = RunOptions { record_to: args.record.clone(), size_hint: Some(size_hint.clone()), ..RunOptions::default() };
+    let run = args.server.run_options(args.record.clone(), size_hint.clone());
     let mut plan = Plan::physical(config, options, run, args.metadata_dir.is_some())?;
     let hint = Some(size_hint);
     let (outcome, target) = if args.dry_run {
@@ -280,6 +298,7 @@ pub(crate) fn run_physical(args: PhysicalArgs, ui: &Ui) -> Result<u8> {
             o.tablespace_mapping = mapping;
             o.sync = !args.no_sync;
             o.extra_dir = args.metadata_dir.clone();
+            o.keep_on_failure = args.no_clean;
             let mut sink = DirSink::create(o)?;
             (run_plan(&mut plan, &mut sink, ui, "backup", hint, standby)?, pgdata.display().to_string())
         }
@@ -295,7 +314,7 @@ pub(crate) fn run_record(args: RecordArgs, ui: &Ui) -> Result<u8> {
         bail!("{} exists: give a new file", args.output.display());
     }
     let size_hint = Arc::new(AtomicU64::new(0));
-    let run = RunOptions { record_to: Some(args.output.clone()), size_hint: Some(size_hint.clone()), ..RunOptions::default() };
+    let run = args.server.run_options(Some(args.output.clone()), size_hint.clone());
     let mut plan = Plan::physical(config, options, run, false)?;
     let mut sink = NullSink::new();
     let result = run_plan(&mut plan, &mut sink, ui, "recording", Some(size_hint), None);

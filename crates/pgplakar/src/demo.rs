@@ -76,7 +76,10 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
         println!("3. verifying the directory against its backup_manifest");
         let manifest = std::fs::read(pgdata.join("backup_manifest"))?;
         match pg_backup_manifest::verify_directory(&pgdata, &manifest) {
-            Ok(r) => println!("   {} files, {} checksums: all match", r.files_verified, r.checksums_verified),
+            Ok(r) => println!(
+                "   {} files, {} checksums, {} WAL records: all match",
+                r.files_verified, r.checksums_verified, r.wal_records_verified
+            ),
             Err(m) => bail!("the restored directory does not match its manifest: {m:?}"),
         }
     } else {
@@ -182,7 +185,7 @@ fn logical_restore(target: &TestCluster, dir: &std::path::Path) -> Result<std::t
         let dump = dir.join("postgres.dump");
         let file = tokio::fs::File::open(&dump).await?;
         restorer.restore_reader("/postgres.dump", file).await?.map_err(anyhow::Error::msg)?;
-        anyhow::Ok(restorer.finish())
+        anyhow::Ok(restorer.finish().await)
     })?;
     if let Some((path, e)) = report.failures().next() {
         bail!("restoring {path} failed: {e}");

@@ -170,7 +170,7 @@ pub(crate) fn run_restore(args: RestoreArgs, _ui: &Ui) -> Result<u8> {
     let started = Instant::now();
     let cancel = CancellationToken::new();
     let dir = args.directory.clone();
-    let result = crate::run_cancellable(&cancel, async {
+    let (result, interrupted) = crate::run_cancellable(&cancel, async {
         let mut restorer = Restorer::new(options).await?;
         for path in restore_order(names.iter().map(String::as_str)) {
             if cancel.is_cancelled() {
@@ -179,7 +179,10 @@ pub(crate) fn run_restore(args: RestoreArgs, _ui: &Ui) -> Result<u8> {
             let file = tokio::fs::File::open(dir.join(&path[1..])).await.with_context(|| format!("opening {path}"))?;
             let restore = restorer.restore_reader(path, file);
             let outcome = tokio::select! {
-                () = cancel.cancelled() => break,
+                () = cancel.cancelled() => {
+                    restorer.abort_file();
+                    break;
+                }
                 r = restore => r?,
             };
             match &outcome {
@@ -194,10 +197,10 @@ pub(crate) fn run_restore(args: RestoreArgs, _ui: &Ui) -> Result<u8> {
                 Err(e) => tracing::error!("{path}: {e}"),
             }
         }
-        Ok(restorer.finish())
-    });
-    if cancel.is_cancelled() {
-        return Err(Interrupted.into());
+        Ok(restorer.finish().await)
+    })?;
+    if let Some(signal) = interrupted.signal() {
+        return Err(Interrupted(signal).into());
     }
     let report = result?;
     let failures: Vec<(String, String)> = report.failures().map(|(p, e)| (p.to_owned(), e.to_owned())).collect();

@@ -21,6 +21,7 @@ mod logical;
 mod progress;
 mod replay;
 mod standby;
+mod signals;
 mod verify;
 
 /// Exit codes (also in `pgplakar --help` and docs/cli.md).
@@ -33,7 +34,7 @@ pub(crate) mod exit {
     pub(crate) const USAGE: u8 = 2;
     /// `verify` (or `replay`) found the backup different from its manifest.
     pub(crate) const MISMATCH: u8 = 3;
-    /// Interrupted (Ctrl-C): the backup was aborted and cleaned up.
+    /// Interrupted (SIGINT, SIGTERM): the backup was aborted and cleaned up.
     pub(crate) const INTERRUPTED: u8 = 130;
 }
 
@@ -140,10 +141,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error of an interrupted command.
+/// The error of a command a signal stopped (the plan was cancelled and its sink aborted).
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted: the backup was aborted and what it wrote removed")]
-pub(crate) struct Interrupted;
+#[error("interrupted by {0}: the backup was aborted")]
+pub(crate) struct Interrupted(pub(crate) &'static str);
 
 /// The error with its causes, and what to do next when the cause is a known one.
 fn explain(e: &anyhow::Error) -> String {
@@ -197,7 +198,14 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only for a terminal: escape codes in a redirected log are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 }
 
 /// The runtime of a command: one thread. The benchmark (docs/benchmarks.md) measured a
@@ -207,22 +215,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-/// Runs `fut` until it finishes or Ctrl-C cancels `cancel` (the orchestrator then aborts the
-/// sink, which removes what it wrote).
-fn run_cancellable<F, T>(cancel: &backup_plan::CancellationToken, fut: F) -> anyhow::Result<T>
+/// Runs `fut`; SIGINT or SIGTERM cancels `cancel` (the orchestrator then aborts the sink,
+/// which removes what it wrote): the result, and which signal arrived if one did.
+fn run_cancellable<F, T>(
+    cancel: &backup_plan::CancellationToken,
+    fut: F,
+) -> anyhow::Result<(anyhow::Result<T>, signals::Interrupted)>
 where
     F: std::future::Future<Output = anyhow::Result<T>>,
 {
     let rt = runtime()?;
     rt.block_on(async {
-        let token = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::warn!("interrupted: aborting");
-                token.cancel();
-            }
-        });
-        fut.await
+        let interrupted = signals::cancel_on_signals(cancel.clone())?;
+        Ok((fut.await, interrupted))
     })
 }
 

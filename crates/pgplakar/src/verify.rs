@@ -2,9 +2,10 @@
 //! tar archives (`base.tar`, `<oid>.tar`, `backup_manifest`, as `backup physical -Ft` and
 //! `pg_basebackup -Ft` write them), or a single tar with the manifest inside (`-D -`).
 //!
-//! Like `pg_verifybackup --no-parse-wal`: every file of the manifest present with its size and
-//! checksum, nothing extra; `pg_wal`, `postgresql.auto.conf` and the signal files are not
-//! compared (the same ignore list).
+//! Like `pg_verifybackup`: every file of the manifest present with its size and checksum,
+//! nothing extra; `pg_wal`, `postgresql.auto.conf` and the signal files are not compared (the
+//! same ignore list). For a data directory the WAL of the manifest's WAL-Ranges is also read
+//! record by record (unless `-n`); tar backups are checked without parsing their WAL.
 
 use std::fs::File;
 use std::io::Read;
@@ -25,6 +26,12 @@ pub(crate) struct VerifyArgs {
     /// Another manifest file (default: the backup's own `backup_manifest`).
     #[arg(short, long)]
     manifest: Option<PathBuf>,
+    /// Do not read the WAL of the manifest's WAL-Ranges (`pg_verifybackup --no-parse-wal`).
+    #[arg(short = 'n', long)]
+    no_parse_wal: bool,
+    /// Where the WAL is (default: `pg_wal` in the backup directory).
+    #[arg(short = 'w', long, value_name = "DIR")]
+    wal_directory: Option<PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -41,10 +48,21 @@ pub(crate) fn run(args: VerifyArgs) -> Result<u8> {
     let shown = args.path.display();
     match &result {
         Ok(report) if args.json => println!("{}", serde_json::to_string_pretty(&json(&args.path, format, &result))?),
-        Ok(report) => println!(
-            "{shown} ({format}): {} files ({} bytes) match backup_manifest version {}, {} checksums verified",
-            report.files_verified, report.bytes_verified, report.manifest_version, report.checksums_verified
-        ),
+        Ok(report) => {
+            let wal = if format != "directory" || args.no_parse_wal {
+                "WAL not checked".to_owned()
+            } else {
+                format!(
+                    "{} WAL record(s) of {} range(s) verified",
+                    report.wal_records_verified,
+                    report.wal_ranges.len()
+                )
+            };
+            println!(
+                "{shown} ({format}): {} files ({} bytes) match backup_manifest version {}, {} checksums verified, {wal}",
+                report.files_verified, report.bytes_verified, report.manifest_version, report.checksums_verified
+            )
+        }
         Err(_) if args.json => println!("{}", serde_json::to_string_pretty(&json(&args.path, format, &result))?),
         Err(problems) => {
             for m in problems {
@@ -68,7 +86,8 @@ fn json(path: &Path, format: &str, result: &Result<Report, Vec<Mismatch>>) -> se
             "manifest_version": r.manifest_version,
             "system_identifier": r.system_identifier.map(|s| s.to_string()),
             "files": r.files_verified, "bytes": r.bytes_verified,
-            "checksums_verified": r.checksums_verified, "problems": [],
+            "checksums_verified": r.checksums_verified, "wal_records_verified": r.wal_records_verified,
+            "problems": [],
         }),
         Err(problems) => serde_json::json!({
             "path": path, "format": format, "ok": false,
@@ -84,7 +103,12 @@ fn read_manifest(path: &Path) -> Result<Vec<u8>> {
 fn verify_dir(args: &VerifyArgs) -> Result<Result<Report, Vec<Mismatch>>> {
     let manifest_path = args.manifest.clone().unwrap_or_else(|| args.path.join("backup_manifest"));
     let manifest = read_manifest(&manifest_path)?;
-    Ok(pg_backup_manifest::verify_directory(&args.path, &manifest))
+    let options = pg_backup_manifest::DirOptions {
+        parse_wal: !args.no_parse_wal,
+        wal_dir: args.wal_directory.clone(),
+        ..pg_backup_manifest::DirOptions::default()
+    };
+    Ok(pg_backup_manifest::verify_directory_with(&args.path, &manifest, &options))
 }
 
 /// `base.tar`, `<oid>.tar` and `backup_manifest` in a directory.
@@ -176,7 +200,7 @@ fn extract_member(path: &Path, name: &str, out: &mut ManifestBuffer) -> Result<b
     let mut found = false;
     each_event(path, |event| {
         match event {
-            TarEvent::EntryStart(h) => inside = h.path == name && h.kind == EntryKind::File,
+            TarEvent::EntryStart(h) => inside = h.path == name.as_bytes() && h.kind == EntryKind::File,
             TarEvent::Data(d) if inside => {
                 found = true;
                 out.push(&d).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
@@ -218,8 +242,10 @@ impl TarCheck {
             match event {
                 TarEvent::EntryStart(h) => {
                     if h.kind == EntryKind::File {
-                        let member = format!("{prefix}{}", h.path);
-                        let hasher = self.algorithms.get(member.as_bytes()).map(|a| FileHasher::new(*a));
+                        let mut bytes = prefix.as_bytes().to_vec();
+                        bytes.extend_from_slice(&h.path);
+                        let hasher = self.algorithms.get(&bytes).map(|a| FileHasher::new(*a));
+                        let member = String::from_utf8_lossy(&bytes).into_owned();
                         current = Some((member, hasher, 0));
                     }
                 }

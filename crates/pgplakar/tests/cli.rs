@@ -198,3 +198,143 @@ fn nested_errors_show_each_cause_once() {
         assert!(!all.contains("wrong-secret") && !all.contains("right-secret"), "a password in: {all}");
     }
 }
+
+/// `pg_verifybackup` of the backup's major, the oracle, or `None` (with a note) where that
+/// major has no tool set installed.
+fn pg_verifybackup(cluster: &TestCluster, dir: &std::path::Path) -> Option<bool> {
+    match cluster.client_bin_for_major("pg_verifybackup") {
+        Ok(tool) => Some(Command::new(tool).arg("-q").arg(dir).output().unwrap().status.success()),
+        Err(e) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("PostgreSQL {}: {e}: the oracle comparison is not made", cluster.major());
+            }
+            None
+        }
+    }
+}
+
+// `verify` reads the WAL the manifest names, record by record, and refuses what
+// `pg_verifybackup` refuses: a flipped byte in a WAL record, a missing segment, an emptied
+// `pg_wal`. The range is made to span segments: 1 MB segments, a throttled backup, and 3 MB of
+// WAL written while it streams.
+per_major!(fn verify_checks_the_wal(major) {
+    if major < 13 {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("PostgreSQL 12 sends no backup_manifest, so verify has no WAL range to read (pg-wal's tests read WAL of 12)");
+        }
+        return;
+    }
+    let cluster = TestCluster::start_with(major, ClusterOptions::new().wal_segsize_mb(1)).unwrap();
+    cluster.sql("create table t as select g, repeat('x', 500) as pad from generate_series(1, 30000) g").unwrap();
+    let scratch = ScratchDir::new().unwrap();
+    let data = scratch.path().join("pgdata");
+    let conn = format!("postgres+bin://postgres@127.0.0.1:{}?sslmode=disable", cluster.port());
+    let mut backup = Command::new(env!("CARGO_BIN_EXE_pgplakar"))
+        .args(["backup", "physical", "-d", &conn, "-D", data.to_str().unwrap(), "--max-rate", "8192"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let phase = cluster.sql("select phase from pg_stat_progress_basebackup").unwrap();
+        if phase.contains("streaming database files") {
+            break;
+        }
+        assert!(started.elapsed().as_secs() < 30, "the backup never started streaming files");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.sql("select pg_logical_emit_message(false, 'w', repeat('w', 3000000))").unwrap();
+    assert!(backup.wait().unwrap().success());
+
+    let manifest = pg_backup_manifest::Manifest::parse(&std::fs::read(data.join("backup_manifest")).unwrap()).unwrap();
+    let range = manifest.wal_ranges()[0];
+    let seg = 1 << 20;
+    let first = range.start.segment(seg).unwrap();
+    let last = range.end.segment(seg).unwrap();
+    assert!(last >= first + 2, "the range spans segments: {range:?}");
+    let wal = data.join("pg_wal");
+    let name = |segno: u64| pg_backup_manifest::Lsn(segno * seg).wal_file_name(range.timeline, seg).unwrap();
+
+    let out = ok(pgplakar(&["verify", data.to_str().unwrap()]));
+    assert!(out.contains("WAL record(s) of 1 range(s) verified"), "{out}");
+    assert_ne!(pg_verifybackup(&cluster, &data), Some(false));
+
+    let refused = |what: &str, expect: &str| {
+        let out = pgplakar(&["verify", data.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!out.status.success(), "{what}: verify must refuse: {text}");
+        assert!(text.contains(expect), "{what}: {text}");
+        assert_ne!(pg_verifybackup(&cluster, &data), Some(true), "{what}: pg_verifybackup disagrees");
+        // Without WAL parsing the files still match.
+        ok(pgplakar(&["verify", "-n", data.to_str().unwrap()]));
+    };
+
+    // A flipped byte in the 3 MB record, in a segment after the first.
+    let second = wal.join(name(first + 1));
+    let original = std::fs::read(&second).unwrap();
+    let mut damaged = original.clone();
+    damaged[300_000] ^= 0x40;
+    std::fs::write(&second, &damaged).unwrap();
+    refused("a flipped byte", "incorrect checksum");
+    std::fs::write(&second, &original).unwrap();
+    ok(pgplakar(&["verify", data.to_str().unwrap()]));
+
+    // A missing segment.
+    std::fs::remove_file(&second).unwrap();
+    refused("a missing segment", &format!("{}: WAL segment missing", name(first + 1)));
+    std::fs::write(&second, &original).unwrap();
+    ok(pgplakar(&["verify", data.to_str().unwrap()]));
+
+    // An emptied pg_wal.
+    for entry in std::fs::read_dir(&wal).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    refused("an emptied pg_wal", "pg_wal: no WAL segment");
+});
+
+// A file and a directory whose names are not UTF-8 in the data directory: the backup succeeds,
+// the restored copy has the exact bytes (names and content), and `verify` and the same-major
+// `pg_verifybackup` accept it (the manifest carries the names as Encoded-Path).
+per_major!(fn names_that_are_not_utf8_are_backed_up(major) {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::chown;
+
+    let cluster = TestCluster::start(major).unwrap();
+    let (uid, gid) = cluster.server_user_ids();
+    let dir = cluster.data_dir().join(OsStr::from_bytes(b"odd\xffdir"));
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join(OsStr::from_bytes(b"caf\xe9 50%"));
+    std::fs::write(&file, b"not UTF-8\n").unwrap();
+    let plain = cluster.data_dir().join(OsStr::from_bytes(b"x%FF"));
+    std::fs::write(&plain, b"valid UTF-8 that reads like an encoded name\n").unwrap();
+    for p in [&dir, &file, &plain] {
+        chown(p, Some(uid), Some(gid)).unwrap();
+    }
+
+    let scratch = ScratchDir::new().unwrap();
+    let data = scratch.path().join("pgdata");
+    let conn = format!("postgres+bin://postgres@127.0.0.1:{}?sslmode=disable", cluster.port());
+    let out = pgplakar(&["backup", "physical", "-d", &conn, "-D", data.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("not valid UTF-8").count(), 1, "warned once: {stderr}");
+
+    let restored = data.join(OsStr::from_bytes(b"odd\xffdir")).join(OsStr::from_bytes(b"caf\xe9 50%"));
+    assert_eq!(std::fs::read(&restored).unwrap(), b"not UTF-8\n");
+    assert_eq!(
+        std::fs::read(data.join("x%FF")).unwrap(),
+        b"valid UTF-8 that reads like an encoded name\n"
+    );
+    if major >= 13 {
+        let manifest = String::from_utf8(std::fs::read(data.join("backup_manifest")).unwrap()).unwrap();
+        assert!(manifest.contains("\"Encoded-Path\""), "the manifest encodes the name");
+        ok(pgplakar(&["verify", data.to_str().unwrap()]));
+        assert_ne!(pg_verifybackup(&cluster, &data), Some(false), "pg_verifybackup accepts the copy");
+    }
+});

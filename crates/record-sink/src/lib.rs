@@ -63,7 +63,7 @@ mod null;
 mod path;
 
 pub use null::{NullSink, NullSinkStats};
-pub use path::{RecordPath, RecordPathError};
+pub use path::{RecordPath, RecordPathError, decode_name, decode_relative, encode_name, is_encoded_name};
 
 /// What a record is.
 #[derive(Clone, Debug, PartialEq, Eq)]

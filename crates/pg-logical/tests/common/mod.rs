@@ -176,6 +176,15 @@ pub async fn restore_walk(
     out
 }
 
+/// [`restore_walk`], then [`Restorer::finish`].
+pub async fn restore_walk_finish(
+    mut restorer: Restorer,
+    files: &[(String, Vec<u8>)],
+) -> (Vec<(String, Result<pg_logical::FileOutcome, String>)>, pg_logical::RestoreReport) {
+    let out = restore_walk(&mut restorer, files).await;
+    (out, restorer.finish().await)
+}
+
 pub fn files_of(sink: &MemSink) -> Vec<(String, Vec<u8>)> {
     sink.files.iter().map(|f| (f.path.clone(), f.body.clone())).collect()
 }

@@ -155,6 +155,8 @@ pub struct WalReceiver {
     end: Option<Lsn>,
     slot: bool,
     interval: Duration,
+    /// Periodic status updates ask the server for a reply.
+    request_replies: bool,
     last_status: Option<SystemTime>,
     next_timeline: Option<(u32, Lsn)>,
 }
@@ -172,9 +174,17 @@ impl WalReceiver {
             end: None,
             slot,
             interval: DEFAULT_STATUS_INTERVAL,
+            request_replies: false,
             last_status: None,
             next_timeline: None,
         }
+    }
+
+    /// Makes every periodic status update ask for a reply (the server answers at once with a
+    /// keepalive), so a client with a read-inactivity timeout hears from an idle server.
+    pub fn with_reply_requests(mut self, on: bool) -> Self {
+        self.request_replies = on;
+        self
     }
 
     /// Sets the status interval (at least one update per interval while streaming).
@@ -231,7 +241,7 @@ impl WalReceiver {
             Phase::Starting | Phase::Ending | Phase::EndedEarly => return Ok(()),
         }
         if self.end.is_some_and(|end| self.position >= end) {
-            self.status(now, out);
+            self.status(now, out, false);
             crate::message::frontend::copy_done(out);
             self.phase = Phase::Ending;
             return Ok(());
@@ -242,7 +252,7 @@ impl WalReceiver {
             Some(last) => now.duration_since(last).map_or(true, |elapsed| elapsed >= self.interval),
         };
         if due {
-            self.status(now, out);
+            self.status(now, out, self.request_replies);
         }
         Ok(())
     }
@@ -364,7 +374,7 @@ impl WalReceiver {
             }
             ReplicationMessage::PrimaryKeepalive(k) => {
                 if k.reply_requested {
-                    self.status(now, out);
+                    self.status(now, out, false);
                 }
                 Ok(None)
             }
@@ -372,13 +382,13 @@ impl WalReceiver {
     }
 
     /// Appends a standby status update confirming everything handed out so far.
-    fn status(&mut self, now: SystemTime, out: &mut BytesMut) {
+    fn status(&mut self, now: SystemTime, out: &mut BytesMut, reply_requested: bool) {
         let update = StandbyStatusUpdate {
             write: self.position,
             flush: if self.slot { self.position } else { Lsn::INVALID },
             apply: Lsn::INVALID,
             client_time: PgTimestamp::from_system_time(now),
-            reply_requested: false,
+            reply_requested,
         };
         update.encode(out);
         self.last_status = Some(now);
