@@ -289,8 +289,8 @@ pub(crate) async fn server_facts(client: &mut Client) -> Result<ServerFacts, Phy
         .ok_or_else(|| PhysicalError::Stream(format!("unexpected data_directory_mode {mode_text:?}")))?;
     let seg_text =
         show(client.simple_query("SHOW wal_segment_size").await.map_err(conn_err)?, "wal_segment_size")?;
-    let wal_segment_size = crate::wal::parse_segment_size(&seg_text)
-        .ok_or_else(|| PhysicalError::Stream(format!("unexpected wal_segment_size {seg_text:?}")))?;
+    let wal_segment_size =
+        crate::wal::parse_segment_size(&seg_text).map_err(|e| PhysicalError::Stream(e.to_string()))?;
     let rows = client.simple_query("IDENTIFY_SYSTEM").await.map_err(conn_err)?;
     let row = rows.first().ok_or_else(|| PhysicalError::Stream("IDENTIFY_SYSTEM returned no row".into()))?;
     let system_identifier = row.get(0).unwrap_or_default().to_owned();

@@ -16,10 +16,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Smallest and largest WAL segment sizes PostgreSQL allows (`initdb --wal-segsize`).
-const MIN_SEGMENT: u64 = 1 << 20;
-const MAX_SEGMENT: u64 = 1 << 30;
-
 /// The name of the WAL segment file holding `lsn` on `timeline`.
 pub fn segment_file_name(timeline: u32, lsn: u64, segment_size: u64) -> String {
     let segno = lsn / segment_size;
@@ -27,21 +23,45 @@ pub fn segment_file_name(timeline: u32, lsn: u64, segment_size: u64) -> String {
     format!("{timeline:08X}{:08X}{:08X}", segno / per_xlogid, segno % per_xlogid)
 }
 
+/// A `SHOW wal_segment_size` answer that is not a valid segment size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentSizeTextError {
+    /// Not decimal digits followed by nothing, `B`, `kB`, `MB` or `GB`.
+    #[error("wal_segment_size {0:?} is not a number of B, kB, MB or GB")]
+    Syntax(String),
+    /// The number times its unit does not fit in 64 bits.
+    #[error("wal_segment_size {0:?} overflows 64 bits")]
+    Overflow(String),
+    /// A well-formed size outside what PostgreSQL allows.
+    #[error("wal_segment_size {0:?}: {1}")]
+    Invalid(String, pg_wire::replication::SegmentSizeError),
+}
+
 /// Parses `SHOW wal_segment_size` (`16MB`, `1GB`, `1024kB`) into bytes, and checks it is a
-/// power of two between 1 MB and 1 GB.
-pub fn parse_segment_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let bytes = match unit.trim() {
-        "" | "B" => n,
-        "kB" => n << 10,
-        "MB" => n << 20,
-        "GB" => n << 30,
-        _ => return None,
+/// power of two between 1 MB and 1 GB. A number whose value in bytes overflows is an error,
+/// never a wrapped value (`17592186044417MB` is not 1 MB).
+pub fn parse_segment_size(text: &str) -> Result<u64, SegmentSizeTextError> {
+    let syntax = || SegmentSizeTextError::Syntax(text.to_owned());
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (num, unit) = trimmed.split_at(split);
+    if num.is_empty() {
+        return Err(syntax());
+    }
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "kB" => 10,
+        "MB" => 20,
+        "GB" => 30,
+        _ => return Err(syntax()),
     };
-    ((MIN_SEGMENT..=MAX_SEGMENT).contains(&bytes) && bytes.is_power_of_two()).then_some(bytes)
+    let overflow = || SegmentSizeTextError::Overflow(text.to_owned());
+    // Digits only, so the only parse failure left is a value above u64::MAX.
+    let n: u64 = num.parse().map_err(|_| overflow())?;
+    let bytes = n.checked_mul(1 << shift).ok_or_else(overflow)?;
+    pg_wire::replication::check_segment_size(bytes)
+        .map_err(|e| SegmentSizeTextError::Invalid(text.to_owned(), e))?;
+    Ok(bytes)
 }
 
 /// An LSN as PostgreSQL prints it (`X/X`).
@@ -185,13 +205,36 @@ mod tests {
 
     #[test]
     fn segment_sizes() {
-        assert_eq!(parse_segment_size("16MB"), Some(16 << 20));
-        assert_eq!(parse_segment_size("1MB"), Some(1 << 20));
-        assert_eq!(parse_segment_size("1GB"), Some(1 << 30));
-        assert_eq!(parse_segment_size("1024kB"), Some(1 << 20));
-        for bad in ["", "3MB", "2GB", "512kB", "16 XB", "MB"] {
-            assert_eq!(parse_segment_size(bad), None, "{bad}");
+        assert_eq!(parse_segment_size("16MB"), Ok(16 << 20));
+        assert_eq!(parse_segment_size("1MB"), Ok(1 << 20));
+        assert_eq!(parse_segment_size("1GB"), Ok(1 << 30));
+        assert_eq!(parse_segment_size("1024kB"), Ok(1 << 20));
+        assert_eq!(parse_segment_size(" 16 MB "), Ok(16 << 20));
+        for bad in ["", "3MB", "2GB", "512kB", "16 XB", "MB", "-16MB", "+16MB", "16mb"] {
+            assert!(parse_segment_size(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_segment_size("16 XB").unwrap_err().to_string(),
+            "wal_segment_size \"16 XB\" is not a number of B, kB, MB or GB"
+        );
+    }
+
+    /// Issue 13: `17592186044417MB` is 2^64 + 2^20 bytes; the shift wrapped it to 1 MiB.
+    #[test]
+    fn segment_size_overflow_is_an_error() {
+        for text in ["17592186044417MB", "18014398509481985kB", "17179869185GB", "18446744073709551616"] {
+            assert_eq!(
+                parse_segment_size(text),
+                Err(SegmentSizeTextError::Overflow(text.to_owned())),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse_segment_size("17592186044417MB").unwrap_err().to_string(),
+            "wal_segment_size \"17592186044417MB\" overflows 64 bits"
+        );
+        // The largest value that fits is a syntax-valid size that is simply not allowed.
+        assert!(matches!(parse_segment_size("17592186044415MB"), Err(SegmentSizeTextError::Invalid(..))));
     }
 
     #[test]
