@@ -251,6 +251,18 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<bool, std::io::Error>
     Ok(true)
 }
 
+/// Reads exactly `len` bytes into a new `Vec` that grows with the bytes actually read, never
+/// reserved from `len` (a length read from the recording): a header declaring 16 MiB followed
+/// by nothing costs a few bytes, not 16 MiB. `UnexpectedEof` if fewer bytes follow.
+fn read_exact_growing<R: Read>(r: &mut R, len: u32) -> Result<Vec<u8>, std::io::Error> {
+    let mut data = Vec::new();
+    r.take(u64::from(len)).read_to_end(&mut data)?;
+    if data.len() < len as usize {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(data)
+}
+
 impl<R: Read> RecordingReader<R> {
     /// Reads and checks the magic and the metadata; a gzip-compressed recording is
     /// decompressed on the fly.
@@ -291,10 +303,10 @@ impl<R: Read> RecordingReader<R> {
         if len > MAX_META_LEN {
             return Err(RecordingError::BadMeta(format!("{len} bytes, more than 1 MiB")));
         }
-        let mut json = vec![0u8; len as usize];
-        if !read_full(&mut input, &mut json)? && len > 0 {
-            return Err(RecordingError::BadMeta("truncated".into()));
-        }
+        let json = read_exact_growing(&mut input, len).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => RecordingError::BadMeta("truncated".into()),
+            _ => e.into(),
+        })?;
         let v: serde_json::Value =
             serde_json::from_slice(&json).map_err(|e| RecordingError::BadMeta(e.to_string()))?;
         let meta = RecordingMeta::from_json(&v)?;
@@ -330,17 +342,13 @@ impl<R: Read> RecordingReader<R> {
         if len > MAX_RECORD_LEN {
             return Err(bad(format!("record of {len} bytes, more than {MAX_RECORD_LEN}")));
         }
-        let mut data = vec![0u8; len as usize];
-        if len > 0 {
-            match read_full(&mut self.input, &mut data) {
-                Ok(true) => {}
-                Ok(false) => return Err(bad("truncated payload".into())),
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(bad("truncated payload".into()));
-                }
-                Err(e) => return Err(e.into()),
+        let data = match read_exact_growing(&mut self.input, len) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(bad("truncated payload".into()));
             }
-        }
+            Err(e) => return Err(e.into()),
+        };
         self.offset += 13 + u64::from(len);
         Ok(Some(Record { direction, nanos, data }))
     }

@@ -694,6 +694,41 @@ fn recording_round_trip_and_replay() {
     }
 }
 
+/// Issue 13: a record header declaring 16 MiB followed by a few bytes must not make the reader
+/// allocate 16 MiB. Observed through the largest buffer the reader offers to `read`.
+#[test]
+fn recording_payload_grows_with_bytes_received() {
+    struct Spy<'a> {
+        data: &'a [u8],
+        largest: usize,
+    }
+    impl std::io::Read for Spy<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.largest = self.largest.max(buf.len());
+            self.data.read(buf)
+        }
+    }
+    let meta = RecordingMeta {
+        server_major: 15,
+        server_version: "15".into(),
+        command: "BASE_BACKUP".into(),
+        manifest: false,
+        compression: Compression::None,
+        meta: serde_json::Value::Null,
+    };
+    let mut rec = RecordingWriter::new(Vec::new(), &meta).unwrap().into_inner().unwrap();
+    rec.push(b'S');
+    rec.extend_from_slice(&0u64.to_be_bytes());
+    rec.extend_from_slice(&crate::recording::MAX_RECORD_LEN.to_be_bytes());
+    rec.extend_from_slice(b"only ten b");
+    let mut spy = Spy { data: &rec, largest: 0 };
+    let mut r = RecordingReader::new(&mut spy).unwrap();
+    let err = r.next_record().unwrap_err().to_string();
+    assert!(err.contains("truncated payload"), "{err}");
+    drop(r);
+    assert!(spy.largest < 64 * 1024, "the reader offered a {} byte buffer", spy.largest);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
