@@ -28,9 +28,12 @@ pub use pg_wire::replication::Lsn;
 
 #[doc(hidden)]
 pub mod fuzzing {
-    //! Entry point of the `basebackup` fuzz target, also replayed by the crate's tests.
+    //! Entry points of the `basebackup` and `recording` fuzz targets, also replayed by the
+    //! crate's tests.
 
-    use crate::recording::{Chunking, decode_pieces, split};
+    use crate::recording::{
+        Chunking, Record, RecordingReader, RecordingWriter, decode_pieces, replay, split,
+    };
     use crate::{Compression, DecoderOptions};
 
     /// Options chosen by the first input byte: major 12…18, manifest, compression.
@@ -46,24 +49,74 @@ pub mod fuzzing {
         DecoderOptions { server_major, manifest, compression }
     }
 
-    /// Decodes `data[2..]` as a response with options from `data[0]`, fed in pieces whose
-    /// sizes come from `data[1]`; checks summary invariants.
+    /// Decodes `data[2..]` as a response with options from `data[0]`, once in one piece and
+    /// once in pieces whose sizes come from `data[1]`: both must summarise alike (chunk-split
+    /// equivalence: same entries, sizes, SHA-256s, manifest, positions and error). Checks the
+    /// summary's invariants.
     pub fn decode(data: &[u8]) {
         let [opt, chunk, rest @ ..] = data else { return };
         let opts = options(*opt);
         let chunking = match *chunk {
-            0 => Chunking::AsRecorded,
+            0 => Chunking::Fixed(1),
             c if c < 128 => Chunking::Fixed(usize::from(c)),
             c => Chunking::Random { seed: u64::from(c), max: 300 },
         };
+        let whole = decode_pieces(opts, [rest]);
         let s = decode_pieces(opts, split(rest, chunking));
+        assert_eq!(whole, s, "the decoder's output depends on how the input is split");
         if s.done {
             assert!(s.error.is_none() && s.end.is_some() && s.start.is_some());
             assert!(s.archives.iter().all(|a| a.complete));
             assert_eq!(s.archives.len(), s.tablespaces.len());
         }
+        for a in &s.archives {
+            for e in &a.entries {
+                assert!(!e.path.is_empty() && !e.path.starts_with('/'));
+                assert!(e.path.split('/').all(|c| !c.is_empty() && c != "." && c != ".."), "{:?}", e.path);
+            }
+        }
         std::hint::black_box(&s);
         std::hint::black_box(s.error.map(|e| e.to_string()));
+    }
+
+    /// `recording` target: reads `data` as a recording (plain or gzip). What it reads must write
+    /// back through [`RecordingWriter`] and read again identically (round trip), and its replay
+    /// must not depend on how the response is re-cut (chunk-split equivalence).
+    pub fn recording(data: &[u8]) {
+        let mut reader = match RecordingReader::new(data) {
+            Ok(r) => r,
+            Err(e) => {
+                std::hint::black_box(e.to_string());
+                return;
+            }
+        };
+        let meta = reader.meta().clone();
+        let mut records: Vec<Record> = Vec::new();
+        let end = loop {
+            match reader.next_record() {
+                Ok(Some(r)) => records.push(r),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let mut w = RecordingWriter::new(Vec::new(), &meta).expect("read metadata writes back");
+        for r in &records {
+            w.record(r.direction, r.nanos, &r.data).expect("writing to a Vec");
+        }
+        let written = w.into_inner().expect("writing to a Vec");
+        let mut again = RecordingReader::new(&written[..]).expect("a written recording reads");
+        assert_eq!(again.meta(), &meta, "metadata round trip");
+        for r in &records {
+            assert_eq!(again.next_record().expect("round trip").as_ref(), Some(r), "record round trip");
+        }
+        assert!(again.next_record().expect("round trip").is_none());
+        if end.is_none() {
+            let a = replay(data, Chunking::AsRecorded).map_err(|e| e.to_string());
+            let b = replay(data, Chunking::Random { seed: data.len() as u64, max: 97 })
+                .map_err(|e| e.to_string());
+            assert_eq!(a, b, "replay depends on the chunking");
+        }
+        std::hint::black_box(end);
     }
 }
 

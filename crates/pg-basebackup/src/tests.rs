@@ -834,3 +834,34 @@ fn fuzz_regressions_replay() {
     }
     assert!(n >= 3);
 }
+
+#[test]
+fn recording_fuzz_regressions_replay() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/recording");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            fuzzing::recording(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "the committed seeds are missing");
+    // A recording made here, plain and gzip, through the target.
+    let meta = RecordingMeta {
+        server_major: 16,
+        server_version: "16".into(),
+        command: "BASE_BACKUP".into(),
+        manifest: false,
+        compression: Compression::None,
+        meta: serde_json::json!({"n": 1.5, "s": "é"}),
+    };
+    let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
+    w.mark(1, BASE_BACKUP_MARK).unwrap();
+    w.record(Direction::Server, 2, &Stream::sample(16).bytes()).unwrap();
+    let rec = w.into_inner().unwrap();
+    fuzzing::recording(&rec);
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(&rec).unwrap();
+    fuzzing::recording(&e.finish().unwrap());
+}
