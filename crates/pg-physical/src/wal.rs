@@ -64,6 +64,43 @@ pub fn parse_segment_size(text: &str) -> Result<u64, SegmentSizeTextError> {
     Ok(bytes)
 }
 
+/// One piece of an `XLogData` payload placed in a segment file (see [`place`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The segment file's name (`TTTTTTTTXXXXXXXXYYYYYYYY`).
+    pub segment: String,
+    /// Where the piece starts inside the segment.
+    pub offset: u64,
+    /// Which bytes of the payload go there.
+    pub range: std::ops::Range<usize>,
+}
+
+/// Where the `len` bytes of a payload that starts at `start` go: one piece per segment it
+/// touches, in order (sans-IO; [`WalSpool::write`] performs it). `segment_size` must be valid
+/// (see `parse_segment_size`). A payload running past the end of the 64-bit WAL address space
+/// is an error.
+pub fn place(timeline: u32, segment_size: u64, start: u64, len: usize) -> Result<Vec<Piece>, WalError> {
+    if start.checked_add(len as u64).is_none() {
+        return Err(WalError::Overflow { start, len });
+    }
+    let mut out = Vec::new();
+    let mut position = start;
+    let mut done = 0;
+    while done < len {
+        let offset = position % segment_size;
+        let room = usize::try_from(segment_size - offset).unwrap_or(usize::MAX);
+        let n = room.min(len - done);
+        out.push(Piece {
+            segment: segment_file_name(timeline, position, segment_size),
+            offset,
+            range: done..done + n,
+        });
+        position += n as u64;
+        done += n;
+    }
+    Ok(out)
+}
+
 /// An LSN as PostgreSQL prints it (`X/X`).
 fn lsn(v: u64) -> String {
     format!("{:X}/{:X}", v >> 32, v & 0xffff_ffff)
@@ -79,6 +116,14 @@ pub enum WalError {
         expected: u64,
         /// Where the payload starts.
         got: u64,
+    },
+    /// A payload that would run past the end of the 64-bit WAL address space.
+    #[error("WAL payload of {len} bytes at {} runs past the end of the WAL address space", lsn(*start))]
+    Overflow {
+        /// Where the payload starts.
+        start: u64,
+        /// Its length.
+        len: usize,
     },
     /// An IO error on the spool.
     #[error("WAL spool {path}: {source}")]
@@ -131,20 +176,19 @@ impl WalSpool {
         self.position
     }
 
-    /// Writes an `XLogData` payload that starts at `start`.
-    pub fn write(&mut self, start: u64, mut data: &[u8]) -> Result<(), WalError> {
+    /// Writes an `XLogData` payload that starts at `start`, where [`place`] says.
+    pub fn write(&mut self, start: u64, data: &[u8]) -> Result<(), WalError> {
         if start != self.position {
             return Err(WalError::Gap { expected: self.position, got: start });
         }
-        while !data.is_empty() {
-            let offset = self.position % self.segment_size;
-            let room = (self.segment_size - offset) as usize;
-            let n = room.min(data.len());
+        for piece in place(self.timeline, self.segment_size, start, data.len())? {
             let dir = self.dir.path().to_owned();
-            let (name, f) = self.segment_for(self.position)?;
-            f.write_all(&data[..n]).map_err(|source| WalError::Io { path: dir.join(&*name), source })?;
-            self.position += n as u64;
-            data = &data[n..];
+            let lsn = self.position;
+            let (name, f) = self.segment_for(lsn)?;
+            debug_assert_eq!(*name, piece.segment);
+            f.write_all(&data[piece.range.clone()])
+                .map_err(|source| WalError::Io { path: dir.join(&*name), source })?;
+            self.position += piece.range.len() as u64;
         }
         Ok(())
     }
@@ -191,9 +235,90 @@ impl WalSpool {
     }
 }
 
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry point of the `walspool` fuzz target, also replayed by the crate's tests.
+
+    use super::*;
+
+    /// Byte 0 picks the segment size (1 MiB … 1 GiB), bytes 1..9 the start LSN, 9..13 the
+    /// timeline; then each 3 bytes are a payload: a flag (bit 0: start elsewhere than where the
+    /// stream is, to exercise the gap rule) and a `u16` length. Every payload is placed with
+    /// [`place`]: the pieces must cover it in order without gap, stay inside their segment, be
+    /// named after the segment their LSN falls in, and continue where the previous one ended.
+    pub fn walspool(data: &[u8]) {
+        if data.len() < 13 {
+            return;
+        }
+        let segment_size = 1u64 << (20 + u32::from(data[0] % 11));
+        let start = u64::from_be_bytes(data[1..9].try_into().expect("8 bytes"));
+        let timeline = u32::from_be_bytes(data[9..13].try_into().expect("4 bytes"));
+        let mut position = start - start % segment_size;
+        for w in data[13..].chunks_exact(3) {
+            let len = usize::from(u16::from_be_bytes([w[1], w[2]]));
+            // The spool's gap rule is positional; a payload elsewhere is refused before placing.
+            let at = if w[0] & 1 == 1 { position.wrapping_add(u64::from(w[0])) } else { position };
+            if at != position {
+                continue;
+            }
+            let pieces = match place(timeline, segment_size, at, len) {
+                Ok(p) => p,
+                Err(e) => {
+                    assert!(at.checked_add(len as u64).is_none());
+                    std::hint::black_box(e.to_string());
+                    return;
+                }
+            };
+            let mut expect = 0;
+            for p in &pieces {
+                assert_eq!(p.range.start, expect, "pieces leave a gap");
+                assert!(!p.range.is_empty());
+                assert_eq!(p.offset, position % segment_size);
+                assert!(p.offset + p.range.len() as u64 <= segment_size, "a piece crosses its segment's end");
+                assert_eq!(p.segment, segment_file_name(timeline, position, segment_size));
+                assert_eq!(p.segment.len(), 24);
+                position += p.range.len() as u64;
+                expect = p.range.end;
+            }
+            assert_eq!(expect, len, "pieces do not cover the payload");
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn walspool_regressions_replay() {
+            let dir =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/walspool");
+            let mut n = 0;
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    super::walspool(&std::fs::read(&path).unwrap());
+                    n += 1;
+                }
+            }
+            assert!(n >= 2, "the committed seeds are missing");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_past_the_address_space_is_an_error() {
+        let seg = 1u64 << 20;
+        assert!(matches!(place(1, seg, u64::MAX - 10, 100), Err(WalError::Overflow { .. })));
+        assert_eq!(place(1, seg, u64::MAX - 10, 10).unwrap().len(), 1);
+        let p = place(1, seg, seg - 10, 30).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].offset, p[0].range.clone(), p[1].offset, p[1].range.clone()),
+            (seg - 10, 0..10, 0, 10..30)
+        );
+    }
 
     #[test]
     fn segment_names() {
