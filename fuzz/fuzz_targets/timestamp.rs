@@ -1,6 +1,6 @@
-//! Fuzz the server timestamp normaliser of the metadata collector: `pg_catalog::fuzzing::timestamp`.
+//! Fuzz the server timestamp normaliser of the metadata collector: `cluster_manifest::fuzzing::timestamp`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    pg_catalog::fuzzing::timestamp(data);
+    cluster_manifest::fuzzing::timestamp(data);
 });

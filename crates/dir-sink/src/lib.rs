@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use record_sink::{EntryKind, Record, RecordPath, RecordSink, SinkError, Wants};
+use record_sink::{EntryKind, Flow, Record, RecordPath, RecordSink, SinkError, Wants};
 use tokio::sync::{mpsc, oneshot};
 
 /// Name of the file that marks an unfinished data directory.
@@ -359,11 +359,12 @@ impl RecordSink for DirSink {
         }
     }
 
-    async fn data(&mut self, chunk: Bytes) -> Result<(), SinkError> {
+    async fn data(&mut self, chunk: Bytes) -> Result<Flow, SinkError> {
         match self.in_file {
             Some(FileState::Writing) => {
                 self.stats.bytes += chunk.len() as u64;
-                self.send(Cmd::Write(chunk)).await
+                self.send(Cmd::Write(chunk)).await?;
+                Ok(Flow::Continue)
             }
             Some(FileState::Skipping) => Err(SinkError::Protocol("data for a skipped file".into())),
             None => Err(SinkError::Protocol("data outside a file".into())),
@@ -557,7 +558,7 @@ mod tests {
     use super::*;
 
     fn meta(mode: u32) -> Metadata {
-        Metadata { mode, mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000), uid: None, gid: None }
+        Metadata::new(mode, UNIX_EPOCH + Duration::from_secs(1_700_000_000))
     }
 
     fn rec(path: &str, kind: EntryKind, mode: u32) -> Record {
@@ -567,7 +568,7 @@ mod tests {
     async fn file(sink: &mut DirSink, path: &str, body: &[u8]) -> Result<(), SinkError> {
         let wants = sink.record(&rec(path, EntryKind::File { size: Some(body.len() as u64) }, 0o600)).await?;
         if wants == Wants::Body {
-            sink.data(Bytes::copy_from_slice(body)).await?;
+            assert_eq!(sink.data(Bytes::copy_from_slice(body)).await?, Flow::Continue);
         }
         sink.end_file().await
     }

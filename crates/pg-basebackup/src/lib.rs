@@ -13,13 +13,13 @@
 //! (`src/backend/backup/basebackup_copy.c`), optionally with server-side gzip, LZ4 or zstd
 //! compression of each archive, decoded here ([`Compression`]).
 //!
-//! [`recording`] defines a file format for the raw bytes of a backup session and replays them
-//! through the decoder.
+//! [`summary`] decodes a response fed in arbitrary pieces into a comparable summary (tests,
+//! fuzzing, replays). The file format for recorded sessions is the `pg-recording` crate.
 
 mod compress;
 mod decoder;
 mod msg;
-pub mod recording;
+pub mod summary;
 
 pub use compress::{Compression, DecompressError, MAX_GZIP_HEADER, MAX_ZSTD_WINDOW};
 pub use decoder::{ArchiveInfo, DecodeError, Decoder, DecoderOptions, Entry, Event, TablespaceInfo};
@@ -28,12 +28,9 @@ pub use pg_wire::replication::Lsn;
 
 #[doc(hidden)]
 pub mod fuzzing {
-    //! Entry points of the `basebackup` and `recording` fuzz targets, also replayed by the
-    //! crate's tests.
+    //! Entry point of the `basebackup` fuzz target, also replayed by the crate's tests.
 
-    use crate::recording::{
-        Chunking, Record, RecordingReader, RecordingWriter, decode_pieces, replay, split,
-    };
+    use crate::summary::{Chunking, decode_pieces, split};
     use crate::{Compression, DecoderOptions};
 
     /// Options chosen by the first input byte: major 12…18, manifest, compression.
@@ -77,46 +74,6 @@ pub mod fuzzing {
         }
         std::hint::black_box(&s);
         std::hint::black_box(s.error.map(|e| e.to_string()));
-    }
-
-    /// `recording` target: reads `data` as a recording (plain or gzip). What it reads must write
-    /// back through [`RecordingWriter`] and read again identically (round trip), and its replay
-    /// must not depend on how the response is re-cut (chunk-split equivalence).
-    pub fn recording(data: &[u8]) {
-        let mut reader = match RecordingReader::new(data) {
-            Ok(r) => r,
-            Err(e) => {
-                std::hint::black_box(e.to_string());
-                return;
-            }
-        };
-        let meta = reader.meta().clone();
-        let mut records: Vec<Record> = Vec::new();
-        let end = loop {
-            match reader.next_record() {
-                Ok(Some(r)) => records.push(r),
-                Ok(None) => break None,
-                Err(e) => break Some(e.to_string()),
-            }
-        };
-        let mut w = RecordingWriter::new(Vec::new(), &meta).expect("read metadata writes back");
-        for r in &records {
-            w.record(r.direction, r.nanos, &r.data).expect("writing to a Vec");
-        }
-        let written = w.into_inner().expect("writing to a Vec");
-        let mut again = RecordingReader::new(&written[..]).expect("a written recording reads");
-        assert_eq!(again.meta(), &meta, "metadata round trip");
-        for r in &records {
-            assert_eq!(again.next_record().expect("round trip").as_ref(), Some(r), "record round trip");
-        }
-        assert!(again.next_record().expect("round trip").is_none());
-        if end.is_none() {
-            let a = replay(data, Chunking::AsRecorded).map_err(|e| e.to_string());
-            let b = replay(data, Chunking::Random { seed: data.len() as u64, max: 97 })
-                .map_err(|e| e.to_string());
-            assert_eq!(a, b, "replay depends on the chunking");
-        }
-        std::hint::black_box(end);
     }
 }
 

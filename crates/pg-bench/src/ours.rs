@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use backup_plan::{CancellationToken, Plan};
 use dir_sink::{DirSink, DirSinkOptions};
 use nix::sys::resource::{UsageWho, getrusage};
 use pg_physical::{BackupOptions, BackupReport, RunOptions};
@@ -65,6 +66,18 @@ pub(crate) struct OursReport {
     pub(crate) self_max_rss_kib: u64,
 }
 
+/// One physical backup through the orchestrator, as the CLI runs it.
+async fn backup<S: record_sink::RecordSink>(
+    config: &pg_config::Config,
+    options: &BackupOptions,
+    run: &RunOptions,
+    sink: &mut S,
+) -> Result<BackupReport> {
+    let mut plan = Plan::physical(config.clone(), options.clone(), run.clone(), false)?;
+    let report = plan.run(sink, &CancellationToken::new()).await?;
+    report.physical().cloned().context("the plan had no physical step")
+}
+
 /// Runs `run-ours`.
 pub(crate) fn run(args: &RunOursArgs) -> Result<()> {
     let config = pg_config::Config::parse(&args.conninfo).context("invalid --conninfo")?;
@@ -78,7 +91,7 @@ pub(crate) fn run(args: &RunOursArgs) -> Result<()> {
     let report: BackupReport = match args.sink {
         SinkKind::Null => {
             let mut sink = NullSink::new();
-            let report = runtime.block_on(pg_physical::backup(&config, &options, &run, &mut sink))?;
+            let report = runtime.block_on(backup(&config, &options, &run, &mut sink))?;
             if !sink.stats().finished {
                 bail!("the null sink was not finished");
             }
@@ -87,7 +100,7 @@ pub(crate) fn run(args: &RunOursArgs) -> Result<()> {
         SinkKind::Dir => {
             let dir = args.dir.as_ref().context("--sink dir needs --dir")?;
             let mut sink = DirSink::create(DirSinkOptions::new(dir))?;
-            runtime.block_on(pg_physical::backup(&config, &options, &run, &mut sink))?
+            runtime.block_on(backup(&config, &options, &run, &mut sink))?
         }
     };
     let usage = getrusage(UsageWho::RUSAGE_SELF).context("getrusage(RUSAGE_SELF)")?;

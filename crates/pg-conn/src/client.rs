@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use pg_config::{ChannelBinding, Config, HostSpec, ResolvedConfig, RootCert, SslMode, Target};
 use pg_wire::frame::MAX_MESSAGE_LEN;
 use pg_wire::message::{BackendMessage, frontend};
+use pg_wire::query::{CollectError, Collected, Collector, ResultSet};
 use pg_wire::startup::{ChannelBindingPolicy, Replication, Session, Startup, StartupError, StartupEvent};
-use pg_wire::{DbError, Frame, Framer};
+use pg_wire::{Frame, Framer};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, ErrorKind, Step};
@@ -19,6 +20,22 @@ use crate::transport::{SslReply, Stream};
 /// count low on bulk transfers (a base backup), and `Bytes` handed out share the buffer; the
 /// cap keeps the read buffer proportional to what was received.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// The most row data (values plus 4 bytes per column) [`Client::query`] buffers; a larger
+/// answer is refused rather than held in memory.
+pub const QUERY_BUFFER_LIMIT: usize = 256 << 20;
+
+/// The first word of a command, for error messages (never the whole text, which may hold
+/// anything).
+fn command_name(sql: &str) -> &str {
+    let sql = sql.trim_start();
+    let end = sql
+        .char_indices()
+        .take(40)
+        .find(|&(_, c)| c.is_whitespace() || c == ';')
+        .map_or_else(|| sql.char_indices().nth(40).map_or(sql.len(), |(i, _)| i), |(i, _)| i);
+    &sql[..end]
+}
 
 /// Something that sees every byte a session reads and writes, in order (after TLS): used to
 /// record raw protocol streams.
@@ -53,43 +70,46 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// One result row of a simple query, in text format.
+/// One result row of a simple query, in text format: `pg_wire`'s row (see [`Row::wire`]) with
+/// lenient accessors.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    columns: Arc<[String]>,
-    values: Vec<Option<Bytes>>,
-}
+pub struct Row(pg_wire::query::Row);
 
 impl Row {
-    /// Column `i` as text; `None` for SQL NULL (or text that is not UTF-8, see
-    /// [`Row::get_bytes`]).
+    /// Column `i` as text; `None` for SQL NULL, a missing column, or text that is not UTF-8
+    /// (see [`Row::get_bytes`]).
     pub fn get(&self, i: usize) -> Option<&str> {
-        self.get_bytes(i).and_then(|b| std::str::from_utf8(b).ok())
+        self.0.get(i).ok().flatten()
     }
 
-    /// Column `i` as bytes; `None` for SQL NULL.
+    /// Column `i` as bytes; `None` for SQL NULL or a missing column.
     pub fn get_bytes(&self, i: usize) -> Option<&[u8]> {
-        self.values.get(i)?.as_deref()
+        self.0.get_bytes(i).ok().flatten().map(|b| &b[..])
     }
 
     /// The column named `name` as text.
     pub fn get_by_name(&self, name: &str) -> Option<&str> {
-        self.get(self.columns.iter().position(|c| c == name)?)
+        self.0.get_by_name(name).ok().flatten()
     }
 
     /// Column names.
-    pub fn columns(&self) -> &[String] {
-        &self.columns
+    pub fn columns(&self) -> Vec<&str> {
+        self.0.description().fields.iter().map(|f| f.name.as_str()).collect()
     }
 
     /// Number of columns.
     pub fn len(&self) -> usize {
-        self.values.len()
+        self.0.len()
     }
 
     /// Whether the row has no column.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.0.is_empty()
+    }
+
+    /// The protocol-level row, with its description and strict accessors.
+    pub fn wire(&self) -> &pg_wire::query::Row {
+        &self.0
     }
 }
 
@@ -167,32 +187,54 @@ impl Client {
     /// `SHOW`, `CREATE_REPLICATION_SLOT …`). A server error is returned after the connection
     /// is back to idle, so the session stays usable.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Row>, Error> {
+        let collected = self.query(sql).await?;
+        Ok(collected
+            .sets
+            .into_iter()
+            .last()
+            .map_or_else(Vec::new, |set| set.rows.into_iter().map(Row).collect()))
+    }
+
+    /// Runs a simple query and returns everything it answered (every result set, command tags,
+    /// notices), buffering at most [`QUERY_BUFFER_LIMIT`] bytes of rows. The responses go
+    /// through `pg_wire`'s [`Collector`], the one machine that checks their order.
+    ///
+    /// A server error is returned (as [`ErrorKind::Db`]) once the connection is back to idle,
+    /// so the session stays usable; a protocol violation or a COPY marks it broken.
+    pub async fn query(&mut self, sql: &str) -> Result<Collected, Error> {
         self.send_query(sql).await?;
-        let mut rows = Vec::new();
-        let mut columns: Arc<[String]> = Arc::from(Vec::new());
-        let mut error: Option<DbError> = None;
-        loop {
+        let mut collector = Collector::new(QUERY_BUFFER_LIMIT);
+        let collected = loop {
             let frame = self.read_frame().await?;
-            match self.parse(frame)? {
-                BackendMessage::RowDescription(desc) => {
-                    columns = desc.fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>().into();
-                    rows.clear();
-                }
-                BackendMessage::DataRow(row) => {
-                    rows.push(Row { columns: columns.clone(), values: row.columns });
-                }
-                BackendMessage::CommandComplete(_) | BackendMessage::EmptyQueryResponse => {}
-                BackendMessage::ErrorResponse(e) => error = Some(e),
-                BackendMessage::ReadyForQuery(_) => break,
-                BackendMessage::CopyOutResponse(_) | BackendMessage::CopyBothResponse(_) => {
+            match collector.handle(frame) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(CollectError::Copy) => {
                     return Err(self.fail(Error::protocol("a simple query started a COPY; use the COPY API")));
                 }
-                other => return Err(self.unexpected(&other, "query results")),
+                Err(e) => return Err(self.fail(Error::protocol(e.to_string()))),
             }
+        };
+        for notice in &collected.notices {
+            tracing::info!("{}: {notice}", self.target);
         }
-        match error {
+        match collected.error {
             Some(e) => Err(Error::new(ErrorKind::Db(Box::new(e))).at(Step::Query).on(&self.target)),
-            None => Ok(rows),
+            None => Ok(collected),
+        }
+    }
+
+    /// Runs a command that answers exactly one result set (`IDENTIFY_SYSTEM`, `SHOW …`,
+    /// `CREATE_REPLICATION_SLOT …`), for `pg_wire::replication`'s typed readers
+    /// (`IdentifySystem::from_result`, `Show::from_result`, …).
+    pub async fn query_one(&mut self, sql: &str) -> Result<ResultSet, Error> {
+        let collected = self.query(sql).await?;
+        let n = collected.sets.len();
+        match collected.sets.into_iter().next() {
+            Some(set) if n == 1 => Ok(set),
+            _ => Err(Error::protocol(format!("{}: expected one result set, got {n}", command_name(sql)))
+                .at(Step::Query)
+                .on(&self.target)),
         }
     }
 
@@ -278,14 +320,6 @@ impl Client {
         self.flush().await?;
         let _ = self.stream.shutdown().await;
         Ok(())
-    }
-
-    fn parse(&mut self, frame: Frame) -> Result<BackendMessage, Error> {
-        BackendMessage::parse(frame).map_err(|e| self.fail(Error::protocol(e.to_string())))
-    }
-
-    fn unexpected(&mut self, msg: &BackendMessage, during: &str) -> Error {
-        self.fail(Error::protocol(format!("unexpected {} message during {during}", msg.name())))
     }
 
     fn fail(&mut self, e: Error) -> Error {

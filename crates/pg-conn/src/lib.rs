@@ -7,7 +7,8 @@
 //!   tries each target in order, and follows libpq's `sslmode` rules exactly (`allow` and
 //!   `prefer` retry on a new connection the way libpq does; TLS is never used over a Unix
 //!   socket); it never sends a GSSENCRequest.
-//! - [`Client::simple_query`] runs text-mode queries and replication commands.
+//! - [`Client::query`] / [`Client::simple_query`] / [`Client::query_one`] run text-mode queries
+//!   and replication commands through `pg_wire`'s query machine ([`pg_wire::query::Collector`]).
 //! - [`Client::send_query`] + [`Client::read_frame`] hand out whole backend messages whose
 //!   bodies share the read buffer: a `BASE_BACKUP` answer streams into its decoder without a
 //!   copy. [`Client::send_copy_data`] / [`Client::send_copy_done`] drive COPY BOTH.
@@ -18,5 +19,5 @@ mod error;
 pub mod tls;
 mod transport;
 
-pub use client::{CancelToken, Client, Row, Tap};
+pub use client::{CancelToken, Client, QUERY_BUFFER_LIMIT, Row, Tap};
 pub use error::{Error, ErrorKind, Step};

@@ -264,6 +264,43 @@ per_major!(async fn authentication_errors_are_distinct_and_readable(major) {
     assert!(err.to_string().contains("failed during connect"), "{err}");
 });
 
+per_major!(async fn query_results_notices_and_typed_replies(major) {
+    let cluster = TestCluster::start(major).unwrap();
+    let mut client = connect(&tcp(&cluster, "postgres", "sslmode=disable")).await.unwrap();
+    // Several statements: every result set and tag, and a notice in between (which must not
+    // be taken for a protocol violation).
+    let all = client
+        .query("select 1 as a; do $$ begin raise notice 'between'; end $$; select 'x' as b, null as c")
+        .await
+        .unwrap();
+    assert_eq!(all.sets.len(), 2);
+    assert_eq!(all.tags, ["SELECT 1", "DO", "SELECT 1"]);
+    assert_eq!(all.notices.len(), 1);
+    assert_eq!(all.notices[0].message, "between");
+    assert_eq!(all.sets[1].rows[0].get_by_name("b").unwrap(), Some("x"));
+    // simple_query: the last result set.
+    let rows = client.simple_query("select 1; select 2 union all select 3").await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get(0).unwrap()).collect::<Vec<_>>(), ["2", "3"]);
+    // query_one refuses zero or several result sets, and the session stays usable.
+    let err = client.query_one("select 1; select 2").await.unwrap_err();
+    assert!(err.to_string().contains("select: expected one result set, got 2"), "{err}");
+    let err = client.query_one("set work_mem = '8MB'").await.unwrap_err();
+    assert!(err.to_string().contains("expected one result set, got 0"), "{err}");
+    assert_eq!(one(&mut client, "show work_mem").await, "8MB");
+    client.close().await.unwrap();
+
+    // Replication commands through pg_wire's typed readers.
+    let mut repl = connect(&tcp(&cluster, "postgres", "sslmode=disable replication=true")).await.unwrap();
+    let id = pg_wire::replication::IdentifySystem::from_result(&repl.query_one("IDENTIFY_SYSTEM").await.unwrap())
+        .unwrap();
+    let sysid = cluster.sql("select system_identifier from pg_control_system()").unwrap();
+    assert_eq!((id.systemid.to_string(), id.timeline, id.dbname), (sysid, 1, None));
+    let show =
+        pg_wire::replication::Show::from_result(&repl.query_one("SHOW wal_segment_size").await.unwrap()).unwrap();
+    assert_eq!(show.size_bytes(), Some(16 << 20));
+    repl.close().await.unwrap();
+});
+
 per_major!(async fn cancel_a_running_query(major) {
     let cluster = TestCluster::start(major).unwrap();
     let mut client = connect(&tcp(&cluster, "postgres", "sslmode=disable")).await.unwrap();

@@ -6,7 +6,7 @@
 //! default tablespace and an oddly named file in the data directory, takes a fetch-mode backup
 //! into a [`record_sink::NullSink`] while recording the backup connection, and stores the
 //! recording gzip-compressed as `fixtures/pg<major>.pgrec.gz` (the readers in
-//! `pg_basebackup::recording` accept both forms).
+//! `pg_recording` accept both forms).
 //!
 //! ```text
 //! cargo run -p pg-physical --example record_fixtures [-- <output dir>]

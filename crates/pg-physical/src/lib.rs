@@ -7,10 +7,13 @@
 //! `/data/pg_tblspc/<oid>` links point at `../../tablespaces/<oid>`, the copy in the backup, so
 //! a restored cluster never uses the source's tablespace directories.
 //!
-//! Entry point: [`backup`].
+//! Entry points: [`PhysicalSource`] (a [`record_sink::Source`] for the `backup-plan`
+//! orchestrator, which owns the sink's `finish`/`abort`) and [`backup`], the same without the
+//! wrapper.
 
 pub mod command;
 pub mod pipeline;
+pub mod replay;
 pub mod source;
 mod stream;
 pub mod verify;
@@ -18,7 +21,8 @@ pub mod wal;
 
 pub use command::{BackupOptions, Checkpoint, Compression, ManifestChecksums, WalMethod};
 pub use pipeline::{BackupSummary, Pipeline};
-pub use source::{BackupReport, CLIENT_NAME, RunOptions, ServerFacts, backup};
+pub use replay::{ReplaySource, replay};
+pub use source::{BackupReport, CLIENT_NAME, PhysicalSource, RunOptions, ServerFacts, backup};
 
 /// Why a physical backup failed.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use pg_basebackup::{Entry, Event, Lsn, TablespaceInfo};
-use record_sink::{EntryKind, Metadata, Record, RecordPath, RecordSink, Wants};
+use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 
 use crate::PhysicalError;
 use crate::verify::{FileCheck, ManifestCheck};
@@ -61,7 +61,15 @@ pub struct Pipeline {
     /// Whether the end result set arrived.
     ended: bool,
     summary: BackupSummary,
+    /// Entries seen so far (the per-backup `ino` of unstable files).
+    entries: u64,
+    /// Files whose tar mtime (Unix seconds) is at or after this are marked unstable.
+    unstable_since: u64,
 }
+
+/// How long before the start of a backup a file's mtime still counts as "maybe changing": covers
+/// the one-second resolution of tar mtimes and a server clock behind the client's.
+pub const UNSTABLE_MARGIN: Duration = Duration::from_secs(300);
 
 fn mtime(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
@@ -80,6 +88,11 @@ impl Pipeline {
             archive: None,
             ended: false,
             summary: BackupSummary::default(),
+            entries: 0,
+            unstable_since: SystemTime::now()
+                .checked_sub(UNSTABLE_MARGIN)
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs()),
         }
     }
 
@@ -136,7 +149,7 @@ impl Pipeline {
                 let record = Record {
                     path: RecordPath::new(format!("{DATA_ROOT}/backup_manifest")).expect("valid path"),
                     kind: EntryKind::File { size: None },
-                    meta: Metadata { mode: 0o600, mtime: SystemTime::now(), uid: None, gid: None },
+                    meta: Metadata::new(0o600, SystemTime::now()),
                 };
                 let wants = sink.record(&record).await?;
                 self.current = Some(Current {
@@ -153,8 +166,8 @@ impl Pipeline {
                 let current =
                     self.current.as_mut().ok_or_else(|| PhysicalError::internal("manifest data"))?;
                 current.size += bytes.len() as u64;
-                if current.wants == Wants::Body {
-                    sink.data(bytes).await?;
+                if current.wants == Wants::Body && sink.data(bytes).await? == Flow::Stop {
+                    current.wants = Wants::Skip;
                 }
             }
             Event::ManifestEnd => {
@@ -208,12 +221,18 @@ impl Pipeline {
                 )));
             }
         };
-        let meta = Metadata {
-            mode: header.mode & 0o7777,
-            mtime: mtime(header.mtime),
+        let mut meta = Metadata {
             uid: u32::try_from(header.uid).ok(),
             gid: u32::try_from(header.gid).ok(),
+            ..Metadata::new(header.mode & 0o7777, mtime(header.mtime))
         };
+        self.entries += 1;
+        if header.mtime >= self.unstable_since {
+            // Modified during the backup or just before it: content read now may change within
+            // the same second without a new mtime (see record_sink's cache rule).
+            let backup_id = self.summary.start.map_or(0, |(lsn, _)| lsn.0);
+            meta.mark_unstable(backup_id, self.entries);
+        }
         let is_file = matches!(kind, EntryKind::File { .. });
         let wants = sink.record(&Record { path, kind, meta }).await?;
         if is_file {
@@ -239,8 +258,9 @@ impl Pipeline {
         if let Some(check) = &mut current.check {
             check.update(&bytes);
         }
-        if current.wants == Wants::Body {
-            sink.data(bytes).await?;
+        // After a Stop the rest of the body is still read and verified, just not handed over.
+        if current.wants == Wants::Body && sink.data(bytes).await? == Flow::Stop {
+            current.wants = Wants::Skip;
         }
         Ok(())
     }
@@ -276,7 +296,7 @@ fn dir_record(path: &str, mode: u32) -> Record {
     Record {
         path: RecordPath::new(path).expect("valid constant path"),
         kind: EntryKind::Directory,
-        meta: Metadata { mode, mtime: SystemTime::now(), uid: None, gid: None },
+        meta: Metadata::new(mode, SystemTime::now()),
     }
 }
 

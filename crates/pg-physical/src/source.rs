@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use pg_basebackup::recording::{BASE_BACKUP_MARK, Direction, RecordingMeta, RecordingWriter};
 use pg_basebackup::{Decoder, DecoderOptions, Event};
 use pg_config::{Config, Replication};
 use pg_conn::Client;
-use record_sink::RecordSink;
+use pg_recording::{BASE_BACKUP_MARK, Direction, RecordingMeta, RecordingWriter};
+use record_sink::{RecordSink, Source};
 
 use crate::command::{BackupOptions, Compression, WalMethod};
 use crate::pipeline::{BackupSummary, Pipeline};
@@ -22,7 +22,7 @@ pub const CLIENT_NAME: &str = concat!("pg_plakar/", env!("CARGO_PKG_VERSION"));
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// Record every byte the backup connection exchanges after authentication (see
-    /// [`pg_basebackup::recording`]).
+    /// [`pg_recording`]).
     pub record_to: Option<PathBuf>,
     /// Directory for the stream-mode WAL spool (the system temp dir by default).
     pub spool_dir: Option<PathBuf>,
@@ -62,30 +62,39 @@ pub(crate) fn conn_err(e: pg_conn::Error) -> PhysicalError {
     PhysicalError::Connection(e)
 }
 
-/// Takes a base backup of the cluster `config` points at and writes it into `sink`.
-///
-/// The sink's [`RecordSink::finish`] is called only after the server's final completion (a
-/// page-checksum failure arrives as an error at the very end), after every file was checked
-/// against the manifest; on any failure [`RecordSink::abort`] is called and the error returned.
-/// Nothing is left on the server: the temporary replication slots die with the connections.
-pub async fn backup<S: RecordSink>(
-    config: &Config,
-    options: &BackupOptions,
-    run: &RunOptions,
-    sink: &mut S,
-) -> Result<BackupReport, PhysicalError> {
-    match backup_inner(config, options, run, sink).await {
-        Ok(report) => Ok(report),
-        Err(e) => {
-            if let Err(abort) = sink.abort(&e.to_string()).await {
-                tracing::warn!("could not mark the backup as failed: {abort}");
-            }
-            Err(e)
-        }
+/// The physical backup as a [`Source`]: what the orchestrator runs after the metadata.
+#[derive(Clone, Debug)]
+pub struct PhysicalSource {
+    /// The server (a replication setting is forced on).
+    pub config: Config,
+    /// What to ask the server for.
+    pub options: BackupOptions,
+    /// Recording and spool locations.
+    pub run: RunOptions,
+}
+
+impl Source for PhysicalSource {
+    type Report = BackupReport;
+    type Error = PhysicalError;
+
+    fn describe(&self) -> String {
+        "base backup".into()
+    }
+
+    async fn run<S: RecordSink>(&mut self, sink: &mut S) -> Result<BackupReport, PhysicalError> {
+        backup(&self.config, &self.options, &self.run, sink).await
     }
 }
 
-async fn backup_inner<S: RecordSink>(
+/// Takes a base backup of the cluster `config` points at and writes its records into `sink`.
+///
+/// Returns only after the server's final completion (a page-checksum failure arrives as an
+/// error at the very end), after every file was checked against the manifest. It neither
+/// finishes nor aborts the sink: whoever runs the backup does (the `backup-plan` orchestrator),
+/// since a backup holds more than this source's records. Nothing is left on the server on any
+/// path, cancellation (dropping the future) included: the temporary replication slots die with
+/// the connections, and the stream-mode WAL spool is removed.
+pub async fn backup<S: RecordSink>(
     config: &Config,
     options: &BackupOptions,
     run: &RunOptions,
@@ -164,8 +173,7 @@ async fn backup_inner<S: RecordSink>(
     if let Some(s) = run_state.streamer.take() {
         streamed = s.finish_into(sink).await?;
     }
-    // Everything is in and verified: only now is it a backup.
-    sink.finish().await?;
+    // Everything is in and verified: the orchestrator may now finish the sink.
     if let Err(e) = client.close().await {
         tracing::debug!("closing the backup connection: {e}");
     }

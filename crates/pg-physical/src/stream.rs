@@ -13,7 +13,7 @@ use pg_config::{Config, Replication};
 use pg_conn::Client;
 use pg_wire::message::BackendMessage;
 use pg_wire::replication::{Lsn, PgTimestamp, ReplicationMessage, StandbyStatusUpdate};
-use record_sink::{EntryKind, Metadata, Record, RecordPath, RecordSink, Wants};
+use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -126,7 +126,7 @@ impl Streamer {
         let segments = spool.finish()?;
         let now = SystemTime::now();
         for (name, path) in &segments {
-            let meta = Metadata { mode: 0o600, mtime: now, uid: None, gid: None };
+            let meta = Metadata::new(0o600, now);
             let size = spool.segment_size();
             let record = Record {
                 path: RecordPath::new(format!("/data/pg_wal/{name}")).expect("valid"),
@@ -147,7 +147,11 @@ impl Streamer {
                         break;
                     }
                     sent += n as u64;
-                    sink.data(buf.freeze()).await?;
+                    if sink.data(buf.freeze()).await? == Flow::Stop {
+                        // The consumer wants no more of it; the spool's copy was complete.
+                        sent = size;
+                        break;
+                    }
                 }
                 if sent != size {
                     return Err(PhysicalError::Stream(format!(

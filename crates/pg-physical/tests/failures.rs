@@ -74,7 +74,7 @@ async fn backup(
     target: &Target,
 ) -> Result<BackupReport, PhysicalError> {
     let mut sink = target.sink();
-    pg_physical::backup(config, options, &target.run(), &mut sink).await
+    common::backup(config, options, &target.run(), &mut sink).await
 }
 
 /// Runs a backup on its own thread and runtime, so the test can poll the server meanwhile.
@@ -88,7 +88,7 @@ fn spawn_backup(
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let mut sink = DirSink::create(DirSinkOptions::new(&data)).unwrap();
-            pg_physical::backup(&config, &options, &run, &mut sink).await
+            common::backup(&config, &options, &run, &mut sink).await
         })
     })
 }
@@ -639,7 +639,7 @@ per_major!(async fn no_password_in_errors_logs_or_recordings(major) {
     let recording = target.scratch.path().join("backup.rec");
     let run = RunOptions { record_to: Some(recording.clone()), ..target.run() };
     let mut sink = target.sink();
-    let report = pg_physical::backup(&right, &BackupOptions::default(), &run, &mut sink).await.unwrap();
+    let report = common::backup(&right, &BackupOptions::default(), &run, &mut sink).await.unwrap();
     clean("the report", &format!("{report:?}"));
     let recorded = std::fs::read(&recording).unwrap();
     assert!(recorded.len() > 1 << 20, "the recording holds the backup ({} bytes)", recorded.len());

@@ -74,7 +74,7 @@ async fn backup_into_dir(cluster: &TestCluster, options: &BackupOptions) -> Rest
     let scratch = ScratchDir::new().unwrap();
     let data = scratch.path().join("pgdata");
     let mut sink = DirSink::create(DirSinkOptions::new(&data)).unwrap();
-    let report = pg_physical::backup(&config(cluster), options, &RunOptions::default(), &mut sink)
+    let report = common::backup(&config(cluster), options, &RunOptions::default(), &mut sink)
         .await
         .unwrap_or_else(|e| panic!("backup failed: {e}\n{}", cluster.log_contents()));
     assert!(report.summary.files > 900, "{report:?}");
@@ -227,7 +227,7 @@ per_major!(async fn nothing_left_on_the_server(major) {
     let mut sink = NullSink::new();
     for wal_method in [WalMethod::Fetch, WalMethod::Stream] {
         let options = BackupOptions { wal_method, ..BackupOptions::default() };
-        pg_physical::backup(&config(&cluster), &options, &RunOptions::default(), &mut sink).await.unwrap();
+        common::backup(&config(&cluster), &options, &RunOptions::default(), &mut sink).await.unwrap();
     }
     // Temporary slots die with their connections; give the walsenders a moment to exit.
     for _ in 0..50 {

@@ -1,4 +1,4 @@
-//! Entry points of the `frame`, `startup`, `replication` and `ssl` fuzz targets
+//! Entry points of the `frame`, `startup`, `replication`, `ssl` and `walreceiver` fuzz targets
 //! (`fuzz/fuzz_targets/`), also replayed by this crate's tests over `fuzz/regressions/<target>/`.
 //!
 //! All take arbitrary bytes and must never panic, loop or allocate according to a length read
@@ -11,7 +11,10 @@ use bytes::{Bytes, BytesMut};
 use crate::frame::{Framer, MAX_MESSAGE_LEN};
 use crate::message::BackendMessage;
 use crate::query::{Collector, Query, QueryEvent};
-use crate::replication::{CreatedSlot, IdentifySystem, ReplicationMessage, Show, SlotInfo, TimelineHistory};
+use crate::replication::receiver::{Phase, ReceiverError, ReceiverEvent, WalReceiver};
+use crate::replication::{
+    CreatedSlot, IdentifySystem, Lsn, ReplicationMessage, Show, SlotInfo, TimelineHistory,
+};
 use crate::startup::{
     ChannelBindingPolicy, Password, SslResponse, SslResponseError, Startup, StartupError, StartupEvent,
     StartupParams,
@@ -312,6 +315,54 @@ pub fn ssl(data: &[u8]) {
     }
 }
 
+/// `walreceiver` target. Byte 0 is the chunk size; byte 1: bit 0 a slot, bit 1 set the end
+/// LSN after the first piece of WAL, at `start + (byte 1 >> 2) * 64`. The rest is what the
+/// server sends after `START_REPLICATION … 0/4000000`; each frame arrives one second after the
+/// previous one, and the receiver is polled after each. It must never panic, hand out WAL that
+/// does not continue the stream, or go on after it finished or failed.
+pub fn walreceiver(data: &[u8]) {
+    let [step, flags, rest @ ..] = data else { return };
+    let start = Lsn(0x400_0000);
+    let mut r = WalReceiver::new(start, flags & 1 != 0);
+    let mut out = BytesMut::new();
+    let mut now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let mut framer = Framer::new(MAX_MESSAGE_LEN);
+    let mut over = false;
+    frames(rest, usize::from(*step), &mut framer, |f| {
+        now += std::time::Duration::from_secs(1);
+        let before = r.position();
+        match r.handle(f, now, &mut out) {
+            Ok(Some(ReceiverEvent::Wal(x))) => {
+                assert_eq!(x.wal_start, before, "WAL that does not continue the stream");
+                assert_eq!(r.position().0 - before.0, x.data.len() as u64);
+                if flags & 2 != 0 && r.end().is_none() {
+                    r.stop_at(Lsn(start.0 + u64::from(flags >> 2) * 64));
+                }
+            }
+            Ok(Some(ReceiverEvent::Finished)) => over = true,
+            Ok(ev) => {
+                black_box(ev);
+            }
+            Err(e) => {
+                black_box(e.to_string());
+                over = true;
+            }
+        }
+        if !over && let Err(e) = r.poll(now, &mut out) {
+            panic!("poll failed while the stream was alive: {e}");
+        }
+        black_box(r.deadline());
+        assert!(out.len() <= 2 * (5 + crate::replication::StandbyStatusUpdate::LEN) + 5, "{}", out.len());
+        out.clear();
+        !over
+    });
+    if over {
+        assert!(matches!(r.phase(), Phase::Finished | Phase::Failed));
+        let z = crate::Frame { tag: b'Z', body: bytes::Bytes::from_static(b"I") };
+        assert_eq!(r.handle(z, now, &mut out), Err(ReceiverError::Over), "a finished receiver went on");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -350,6 +401,15 @@ mod tests {
         assert!(replay("ssl", super::ssl) >= 2, "the committed seeds are missing");
         for b in 0..=255u8 {
             super::ssl(&[b, 1, b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
+        }
+    }
+
+    #[test]
+    fn walreceiver_regressions_replay() {
+        assert!(replay("walreceiver", super::walreceiver) >= 3, "the committed seeds are missing");
+        for flags in 0..8u8 {
+            super::walreceiver(&[1, flags, b'W', 0, 0, 0, 7, 0, 0, 0, b'd', 0, 0, 0, 4]);
+            super::walreceiver(&[3, flags, b'd', 0x7f, 0xff, 0xff, 0xff]);
         }
     }
 

@@ -21,7 +21,9 @@
 //!   switch to CopyOut / CopyBoth / CopyIn; [`query::Collector`] buffers small results.
 //! - [`replication`]: walsender quoting, [`replication::Lsn`] and WAL file names, typed
 //!   results of `IDENTIFY_SYSTEM`, `SHOW`, `TIMELINE_HISTORY`, `CREATE_REPLICATION_SLOT`,
-//!   `READ_REPLICATION_SLOT`, and the `w` / `k` / `r` messages of physical streaming.
+//!   `READ_REPLICATION_SLOT`, the `w` / `k` / `r` messages of physical streaming, and the WAL
+//!   receiver machine ([`replication::receiver::WalReceiver`]: keepalive replies, status updates,
+//!   the stop at the end LSN, timeline switches).
 //!
 //! # Contract
 //!

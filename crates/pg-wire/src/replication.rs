@@ -1,6 +1,6 @@
 //! Replication-protocol pieces: quoting for walsender commands, the [`Lsn`] type and WAL file
-//! names, typed results of the replication commands, and the CopyBoth sub-messages of physical
-//! streaming.
+//! names, typed results of the replication commands, the CopyBoth sub-messages of physical
+//! streaming, and the WAL receiver that drives them ([`receiver::WalReceiver`]).
 //!
 //! Implements <https://www.postgresql.org/docs/current/protocol-replication.html>: the
 //! walsender grammar (`src/backend/replication/repl_gram.y`, `repl_scanner.l`), the result sets
@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::query::ResultSet;
+
+pub mod receiver;
 
 // ---------------------------------------------------------------------------------------------
 // Quoting

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use backup_plan::{CancellationToken, Kind, Location, Plan};
 use dir_sink::{DirSink, DirSinkOptions};
 use pg_config::Config;
 use pg_physical::{BackupOptions, Checkpoint, Compression, ManifestChecksums, RunOptions, WalMethod};
@@ -59,15 +60,7 @@ pub(crate) struct BackupArgs {
 /// Parses a connection string, accepting `postgres+bin://` (the Plakar connector's scheme). A
 /// physical backup is the whole cluster: a database in the URI path is an error.
 pub(crate) fn parse_connection(text: &str) -> Result<Config> {
-    let (text, physical_uri) = match text.strip_prefix("postgres+bin://") {
-        Some(rest) => (format!("postgresql://{rest}"), true),
-        None => (text.to_owned(), false),
-    };
-    let config = Config::parse(&text).with_context(|| "invalid connection string")?;
-    if physical_uri && config.dbname().is_some_and(|d| !d.is_empty()) {
-        bail!("postgres+bin:// takes no database in its path: a physical backup is the whole cluster");
-    }
-    Ok(config)
+    Ok(Location::parse(text, Some(Kind::Physical))?.config)
 }
 
 fn parse_options(args: &BackupArgs) -> Result<BackupOptions> {
@@ -117,19 +110,6 @@ fn parse_mapping(items: &[String]) -> Result<BTreeMap<u32, PathBuf>> {
         .collect()
 }
 
-/// Collects `/manifest.json` (over an ordinary session) and writes it into `sink` first.
-pub(crate) async fn write_metadata(config: &Config, sink: &mut DirSink) -> Result<()> {
-    let resolved = config.resolve()?;
-    let target = resolved.targets.first().context("no server to connect to")?;
-    let options = pg_catalog::CollectOptions::physical(target.host_text(), target.port.to_string());
-    let mut manifest = pg_catalog::collect_for(config, &options).await?;
-    for e in &manifest.collection_errors {
-        tracing::warn!("metadata: could not collect {}: {}", e.section, e.error);
-    }
-    pg_catalog::write_manifest(sink, &mut manifest).await?;
-    Ok(())
-}
-
 pub(crate) fn run(args: BackupArgs) -> Result<()> {
     let config = parse_connection(&args.dbname)?;
     let options = parse_options(&args)?;
@@ -138,13 +118,10 @@ pub(crate) fn run(args: BackupArgs) -> Result<()> {
     sink_options.sync = !args.no_sync;
     sink_options.extra_dir = args.metadata_dir.clone();
     let run = RunOptions { record_to: args.record.clone(), spool_dir: None };
+    let mut plan = Plan::physical(config, options, run, args.metadata_dir.is_some())?;
     let mut sink = DirSink::create(sink_options)?;
-    let report = crate::runtime()?.block_on(async {
-        if args.metadata_dir.is_some() {
-            write_metadata(&config, &mut sink).await?;
-        }
-        anyhow::Ok(pg_physical::backup(&config, &options, &run, &mut sink).await?)
-    })?;
+    let report = crate::runtime()?.block_on(plan.run(&mut sink, &CancellationToken::new()))?;
+    let report = report.physical().context("the plan had no physical step")?;
     println!(
         "backup of PostgreSQL {} (system {}) in {}: {} files, {} bytes, {} verified against backup_manifest, {:.1?}",
         report.server.server_version,

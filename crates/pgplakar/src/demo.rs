@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
+use backup_plan::{CancellationToken, Plan};
 use dir_sink::{DirSink, DirSinkOptions};
 use pg_physical::{BackupOptions, RunOptions};
 use pg_testkit::{ClusterOptions, ScratchDir, TestCluster};
@@ -55,12 +56,9 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     ))?;
     let started = Instant::now();
     let mut sink = DirSink::create(DirSinkOptions::new(&pgdata))?;
-    let report = crate::runtime()?.block_on(pg_physical::backup(
-        &config,
-        &BackupOptions::default(),
-        &RunOptions::default(),
-        &mut sink,
-    ))?;
+    let mut plan = Plan::physical(config, BackupOptions::default(), RunOptions::default(), false)?;
+    let report = crate::runtime()?.block_on(plan.run(&mut sink, &CancellationToken::new()))?;
+    let report = report.physical().context("the plan had no physical step")?;
     let elapsed = started.elapsed();
     println!(
         "   {} files, {:.1} MB in {:.2?} ({:.0} MB/s), {} files verified against backup_manifest while streaming",

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use pg_basebackup::recording::{Chunking, replay};
+use backup_plan::{CancellationToken, Plan};
+use pg_basebackup::summary::Chunking;
+use pg_recording::replay;
 
 /// Options of `pgplakar replay`.
 #[derive(Debug, clap::Args)]
@@ -49,11 +51,20 @@ pub(crate) fn run(args: ReplayArgs) -> Result<()> {
         println!("end: {lsn} on timeline {tli}");
     }
     match (&summary.error, summary.done) {
-        (None, true) => {
-            println!("complete");
-            Ok(())
-        }
+        (None, true) => {}
         (Some(e), _) => bail!("the stream does not decode to a complete backup: {e}"),
         (None, false) => bail!("the stream ends before the backup completed"),
     }
+    // Decoding is not enough: the records a backup would get are checked against the
+    // backup_manifest the stream carries, as during the live backup.
+    let mut sink = record_sink::NullSink::new();
+    let report = crate::runtime()?
+        .block_on(Plan::replay(&args.recording).run(&mut sink, &CancellationToken::new()))
+        .context("verifying the recorded backup")?;
+    let verified = report.replay().map_or(0, |s| s.verified_files);
+    if summary.manifest.is_some() {
+        println!("{verified} files verified against backup_manifest");
+    }
+    println!("complete");
+    Ok(())
 }

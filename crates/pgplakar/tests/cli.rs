@@ -63,3 +63,63 @@ fn refuses_a_database_in_a_physical_uri() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a physical backup is the whole cluster"), "{err}");
 }
+
+/// `replay` checks file contents against the manifest the stream carries: a recording with one
+/// changed byte in a file decodes, but is not `complete`.
+#[test]
+fn replay_refuses_a_recording_with_a_flipped_content_byte() {
+    use std::io::Read;
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/pg17.pgrec.gz");
+    let mut bytes = Vec::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(fixture).unwrap()).read_to_end(&mut bytes).unwrap();
+    let scratch = ScratchDir::new().unwrap();
+    let intact = scratch.path().join("intact.pgrec");
+    std::fs::write(&intact, &bytes).unwrap();
+    assert!(ok(pgplakar(&["replay", intact.to_str().unwrap()])).contains("complete"));
+
+    let name = b"global/1262\0";
+    let at = bytes.windows(name.len()).position(|w| w == name).expect("a tar header for global/1262");
+    bytes[at + 512 + 100] ^= 0x01;
+    let damaged = scratch.path().join("damaged.pgrec");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = pgplakar(&["replay", damaged.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a damaged recording replayed: {stdout}");
+    assert!(!stdout.contains("complete"), "{stdout}");
+    assert!(stderr.contains("global/1262"), "{stderr}");
+}
+
+/// `backup --metadata-dir` runs the metadata and the base backup as one plan: when the metadata
+/// cannot be collected (here the role may replicate but not connect to any database), the base
+/// backup never starts and nothing that looks like a data directory is left.
+#[test]
+fn a_metadata_failure_fails_the_backup() {
+    let cluster = TestCluster::start(17).unwrap();
+    cluster
+        .sql("CREATE ROLE rep LOGIN REPLICATION; REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        .unwrap();
+    let scratch = ScratchDir::new().unwrap();
+    let data = scratch.path().join("pgdata");
+    let meta = scratch.path().join("meta");
+    let conn = format!("postgres+bin://rep@127.0.0.1:{}?sslmode=disable", cluster.port());
+    let out = pgplakar(&[
+        "backup",
+        "-d",
+        &conn,
+        "-D",
+        data.to_str().unwrap(),
+        "--metadata-dir",
+        meta.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cluster metadata (/manifest.json) failed"), "{err}");
+    assert!(err.contains("42501") || err.contains("permission denied"), "{err}");
+    assert!(!data.join("PG_VERSION").exists(), "a data directory was left");
+    assert!(!data.join("base").exists(), "the base backup ran");
+    // Without the metadata the same role backs up fine.
+    let data2 = scratch.path().join("pgdata2");
+    ok(pgplakar(&["backup", "-d", &conn, "-D", data2.to_str().unwrap()]));
+    assert!(data2.join("PG_VERSION").exists());
+}

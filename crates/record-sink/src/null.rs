@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::{EntryKind, Record, RecordSink, SinkError, Wants};
+use crate::{EntryKind, Flow, Record, RecordSink, SinkError, Wants};
 
 /// What a [`NullSink`] saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,12 +57,12 @@ impl RecordSink for NullSink {
         Ok(Wants::Body)
     }
 
-    async fn data(&mut self, chunk: Bytes) -> Result<(), SinkError> {
+    async fn data(&mut self, chunk: Bytes) -> Result<Flow, SinkError> {
         if !self.in_file {
             return Err(SinkError::Protocol("data outside a file".into()));
         }
         self.stats.bytes += chunk.len() as u64;
-        Ok(())
+        Ok(Flow::Continue)
     }
 
     async fn end_file(&mut self) -> Result<(), SinkError> {
@@ -99,7 +99,7 @@ mod tests {
         Record {
             path: RecordPath::new(path).unwrap(),
             kind,
-            meta: Metadata { mode: 0o600, mtime: SystemTime::UNIX_EPOCH, uid: None, gid: None },
+            meta: Metadata::new(0o600, SystemTime::UNIX_EPOCH),
         }
     }
 
@@ -111,7 +111,7 @@ mod tests {
             sink.record(&rec("/data/PG_VERSION", EntryKind::File { size: Some(3) })).await.unwrap(),
             Wants::Body
         );
-        sink.data(Bytes::from_static(b"18\n")).await.unwrap();
+        assert_eq!(sink.data(Bytes::from_static(b"18\n")).await.unwrap(), Flow::Continue);
         sink.end_file().await.unwrap();
         sink.record(&rec("/data/pg_tblspc/16384", EntryKind::Symlink { target: "/ts".into() }))
             .await

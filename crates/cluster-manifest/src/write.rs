@@ -3,9 +3,10 @@
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use record_sink::{EntryKind, Metadata, Record, RecordPath, RecordSink, Wants};
+use pg_config::Config;
+use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Source, Wants};
 
-use crate::{CatalogError, Manifest, rfc3339_utc};
+use crate::{ClusterManifest, CollectError, CollectOptions, collect_for, rfc3339_utc};
 
 /// Where the manifest lives in a backup.
 pub const MANIFEST_PATH: &str = "/manifest.json";
@@ -15,7 +16,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// The manifest as the file's bytes: pretty JSON, two-space indent (like Go's
 /// `json.MarshalIndent(m, "", "  ")`), ending with a newline.
-pub fn manifest_json(manifest: &Manifest) -> Result<Bytes, serde_json::Error> {
+pub fn manifest_json(manifest: &ClusterManifest) -> Result<Bytes, serde_json::Error> {
     let mut body = serde_json::to_vec_pretty(manifest)?;
     body.push(b'\n');
     Ok(Bytes::from(body))
@@ -23,7 +24,10 @@ pub fn manifest_json(manifest: &Manifest) -> Result<Bytes, serde_json::Error> {
 
 /// Stamps `created_at` with the current time and emits the manifest as `/manifest.json`
 /// (mode 0600, mtime = `created_at`). Call it first, before any other record of the backup.
-pub async fn write_manifest(sink: &mut impl RecordSink, manifest: &mut Manifest) -> Result<(), CatalogError> {
+pub async fn write_manifest(
+    sink: &mut impl RecordSink,
+    manifest: &mut ClusterManifest,
+) -> Result<(), CollectError> {
     let now = SystemTime::now();
     manifest.created_at = rfc3339_utc(now);
     let body = manifest_json(manifest)?;
@@ -37,12 +41,50 @@ pub async fn write_manifest(sink: &mut impl RecordSink, manifest: &mut Manifest)
         let mut at = 0;
         while at < body.len() {
             let end = (at + CHUNK).min(body.len());
-            sink.data(body.slice(at..end)).await?;
+            if sink.data(body.slice(at..end)).await? == Flow::Stop {
+                break;
+            }
             at = end;
         }
     }
     sink.end_file().await?;
     Ok(())
+}
+
+/// The first source of every backup: collects the cluster's metadata over an ordinary session
+/// (see [`collect_for`]) and emits it as `/manifest.json`. What could not be collected is
+/// logged as a warning and listed in the manifest's `collection_errors`; only a failure to
+/// collect anything at all (the first connection, the server version) fails the source.
+#[derive(Clone, Debug)]
+pub struct MetadataSource {
+    config: Config,
+    options: CollectOptions,
+}
+
+impl MetadataSource {
+    /// A source collecting from the server `config` points at (a replication setting in it is
+    /// ignored: the collector needs an ordinary session).
+    pub fn new(config: Config, options: CollectOptions) -> Self {
+        Self { config, options }
+    }
+}
+
+impl Source for MetadataSource {
+    type Report = ClusterManifest;
+    type Error = CollectError;
+
+    fn describe(&self) -> String {
+        format!("cluster metadata ({MANIFEST_PATH})")
+    }
+
+    async fn run<S: RecordSink>(&mut self, sink: &mut S) -> Result<ClusterManifest, CollectError> {
+        let mut manifest = collect_for(&self.config, &self.options).await?;
+        for e in &manifest.collection_errors {
+            tracing::warn!("metadata: could not collect {}: {}", e.section, e.error);
+        }
+        write_manifest(sink, &mut manifest).await?;
+        Ok(manifest)
+    }
 }
 
 #[cfg(test)]
@@ -53,7 +95,7 @@ mod tests {
 
     #[tokio::test]
     async fn emits_one_file_with_the_whole_body() {
-        let mut manifest = Manifest {
+        let mut manifest = ClusterManifest {
             version: 2,
             connector: "postgresql+bin".into(),
             host: "db".into(),

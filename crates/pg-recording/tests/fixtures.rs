@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use pg_backup_manifest::{ChecksumAlgorithm, FileHasher, Mismatch, Verifier};
-use pg_basebackup::recording::{
-    BASE_BACKUP_MARK, Chunking, Direction, RecordingMeta, RecordingReader, RecordingWriter, Summary,
-    decode_pieces, replay, response_chunks,
-};
+use pg_basebackup::summary::{Chunking, Summary, decode_pieces};
 use pg_basebackup::{Compression, DecodeError, Decoder, DecoderOptions, Event};
+use pg_recording::{
+    BASE_BACKUP_MARK, Direction, RecordingMeta, RecordingReader, RecordingWriter, replay, response_chunks,
+};
 use pg_tar::EntryKind;
 use sha2::{Digest, Sha256};
 
@@ -289,7 +289,7 @@ fn plain_and_gzip_recordings_replay_alike() {
     flate2::read::GzDecoder::new(std::fs::File::open(fixture_path(15)).unwrap())
         .read_to_end(&mut plain)
         .unwrap();
-    assert!(plain.starts_with(pg_basebackup::recording::MAGIC));
+    assert!(plain.starts_with(pg_recording::MAGIC));
     let from_plain = replay(&plain[..], Chunking::AsRecorded).unwrap();
     assert!(from_plain.done);
     assert_eq!(from_plain, replay_file(15, Chunking::AsRecorded));
@@ -519,7 +519,7 @@ fn fuzz_seeds_from_fixtures_are_valid() {
                 assert!(data.len() > 1000, "{name}");
             }
             "recording" => {
-                pg_basebackup::fuzzing::recording(&data);
+                pg_recording::fuzzing::recording(&data);
                 let s = replay(&data[..], Chunking::AsRecorded).unwrap();
                 assert!(s.done, "{name}: {:?}", s.error);
             }

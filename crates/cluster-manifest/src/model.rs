@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The schema version written in [`Manifest::version`].
+/// The schema version written in [`ClusterManifest::version`].
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// `connector` of a logical backup (`postgres://`).
@@ -24,7 +24,7 @@ pub const DUMP_FORMAT_BASEBACKUP: &str = "basebackup";
 
 /// The whole `/manifest.json` document.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
+pub struct ClusterManifest {
     /// Schema version, always [`SCHEMA_VERSION`].
     pub version: u32,
     /// RFC 3339 UTC time taken after every query ran, just before emission (also the record's
@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn reads_go_manifests() {
-        let m: Manifest = serde_json::from_str(GO_MANIFEST).unwrap();
+        let m: ClusterManifest = serde_json::from_str(GO_MANIFEST).unwrap();
         assert_eq!(m.pg_basebackup_version.as_deref(), Some("pg_basebackup (PostgreSQL) 17.2"));
         assert_eq!(m.in_recovery, Some(false));
         assert!(m.collection_errors.is_empty());
@@ -463,7 +463,7 @@ mod tests {
         assert!(role.get("member_of").is_none());
         let err = serde_json::to_value(CollectionError::default()).unwrap();
         assert_eq!((err["database"].clone(), err["sqlstate"].clone()), (Value::Null, Value::Null));
-        let top = serde_json::to_value(Manifest::default()).unwrap();
+        let top = serde_json::to_value(ClusterManifest::default()).unwrap();
         for omitted in
             ["in_recovery", "pg_dump_version", "pg_basebackup_version", "client", "options", "roles"]
         {

@@ -14,15 +14,9 @@
 //!
 //! The collector talks to the server over the project's own connection crate, `pg-conn`
 //! ([`PgConnector`]): ordinary (never replication) sessions, text-mode simple queries, one
-//! session per detailed database. Binaries call [`collect_for`] with the backup's
-//! configuration; a physical backup then runs on its own replication connection:
-//!
-//! ```ignore
-//! let options = pg_catalog::CollectOptions::physical("db", "5432");
-//! let mut manifest = pg_catalog::collect_for(&config, &options).await?;   // normal session
-//! pg_catalog::write_manifest(&mut sink, &mut manifest).await?;          // first record
-//! pg_physical::backup(&config, &backup_options, &run_options, &mut sink).await?;
-//! ```
+//! session per detailed database. [`MetadataSource`] is the [`record_sink::Source`] that the
+//! orchestrator (`backup-plan`) runs first in every backup; [`collect_for`] and
+//! [`write_manifest`] are its two halves for callers that need the manifest itself.
 
 mod collect;
 mod model;
@@ -51,13 +45,13 @@ mod write;
 
 pub use collect::{CollectOptions, DEFAULT_DEADLINE, DEFAULT_ROW_LIMIT, Kind, collect, collect_for};
 pub use model::{
-    CONNECTOR_LOGICAL, CONNECTOR_PHYSICAL, ClusterConfig, CollectionError, Column, Constraint,
-    DUMP_FORMAT_BASEBACKUP, DUMP_FORMAT_CUSTOM, Database, DumpOptions, Extension, Index, Manifest, Relation,
-    Role, SCHEMA_VERSION, Schema, Tablespace,
+    CONNECTOR_LOGICAL, CONNECTOR_PHYSICAL, ClusterConfig, ClusterManifest, CollectionError, Column,
+    Constraint, DUMP_FORMAT_BASEBACKUP, DUMP_FORMAT_CUSTOM, Database, DumpOptions, Extension, Index,
+    Relation, Role, SCHEMA_VERSION, Schema, Tablespace,
 };
 pub use pgconn::PgConnector;
 pub use time::rfc3339_utc;
-pub use write::{MANIFEST_PATH, manifest_json, write_manifest};
+pub use write::{MANIFEST_PATH, MetadataSource, manifest_json, write_manifest};
 
 /// The name and version this project records as `client` in a physical backup's manifest,
 /// e.g. `pg_plakar/0.1.0`.
@@ -92,7 +86,7 @@ impl QueryError {
 
 /// Why no manifest could be produced at all.
 #[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
+pub enum CollectError {
     /// The first connection failed.
     #[error("connecting to database {database:?} for the manifest: {source}")]
     Connect {

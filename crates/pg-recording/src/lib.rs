@@ -1,5 +1,7 @@
 //! Recordings of the raw bytes a backup connection exchanged, and their replay through the
-//! [`Decoder`](crate::Decoder).
+//! [`Decoder`](pg_basebackup::Decoder): a file format for people debugging a server or this
+//! code, and for the test fixtures. Reading and writing are blocking `std::io`; decoding stays
+//! in the sans-IO [`pg_basebackup`] crate.
 //!
 //! # Format (`PGPRECv1`)
 //!
@@ -33,11 +35,8 @@
 
 use std::io::{Read, Write};
 
-use sha2::{Digest, Sha256};
-
-use crate::Lsn;
-use crate::compress::Compression;
-use crate::decoder::{DecodeError, Decoder, DecoderOptions, Event, TablespaceInfo};
+use pg_basebackup::summary::{Chunking, Rechunker, Summary};
+use pg_basebackup::{Compression, DecoderOptions};
 
 /// The magic line that starts every recording.
 pub const MAGIC: &[u8; 9] = b"PGPRECv1\n";
@@ -354,305 +353,10 @@ impl<R: Read> RecordingReader<R> {
     }
 }
 
-/// How replay splits the server bytes before feeding them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Chunking {
-    /// One feed per recorded read.
-    AsRecorded,
-    /// Fixed-size pieces (at least 1 byte).
-    Fixed(usize),
-    /// Pseudo-random sizes from 1 to the given maximum, from a seed (deterministic).
-    Random {
-        /// Seed of the generator.
-        seed: u64,
-        /// Largest piece.
-        max: usize,
-    },
-}
-
-/// One tar entry as seen by a replay.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EntrySummary {
-    /// Path relative to the archive.
-    pub path: String,
-    /// Entry kind.
-    pub kind: pg_tar::EntryKind,
-    /// Symlink target.
-    pub link_target: Option<String>,
-    /// Bytes of data received.
-    pub size: u64,
-    /// Lowercase hex SHA-256 of the data.
-    pub sha256: String,
-}
-
-/// One archive as seen by a replay.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArchiveSummary {
-    /// Archive name.
-    pub name: String,
-    /// Tablespace oid (`None`: main data directory).
-    pub tablespace_oid: Option<u32>,
-    /// Entries in order.
-    pub entries: Vec<EntrySummary>,
-    /// Whether `ArchiveEnd` was seen.
-    pub complete: bool,
-}
-
-/// What a decode produced, in a form tests can compare.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Summary {
-    /// Start LSN and timeline.
-    pub start: Option<(Lsn, u32)>,
-    /// The tablespace list.
-    pub tablespaces: Vec<TablespaceInfo>,
-    /// The archives.
-    pub archives: Vec<ArchiveSummary>,
-    /// Manifest length and SHA-256 (hex), if one came complete.
-    pub manifest: Option<(u64, String)>,
-    /// `SQLSTATE message` of each notice.
-    pub notices: Vec<String>,
-    /// Progress values.
-    pub progress: Vec<u64>,
-    /// End LSN and timeline.
-    pub end: Option<(Lsn, u32)>,
-    /// Whether `Done` was produced.
-    pub done: bool,
-    /// The error that ended the decode, if any (`finish` included).
-    pub error: Option<DecodeError>,
-}
-
-struct Collector {
-    s: Summary,
-    entry_hash: Option<Sha256>,
-    manifest: Option<(u64, Sha256)>,
-}
-
-impl Collector {
-    fn event(&mut self, ev: Event) {
-        let s = &mut self.s;
-        match ev {
-            Event::BackupStart { start_lsn, timeline, tablespaces } => {
-                s.start = Some((start_lsn, timeline));
-                s.tablespaces = tablespaces;
-            }
-            Event::ArchiveStart(a) => s.archives.push(ArchiveSummary {
-                name: a.name,
-                tablespace_oid: a.tablespace.oid,
-                entries: Vec::new(),
-                complete: false,
-            }),
-            Event::EntryStart(e) => {
-                if let Some(a) = s.archives.last_mut() {
-                    a.entries.push(EntrySummary {
-                        path: e.header.path,
-                        kind: e.header.kind,
-                        link_target: e.header.link_target,
-                        size: 0,
-                        sha256: String::new(),
-                    });
-                }
-                self.entry_hash = Some(Sha256::new());
-            }
-            Event::EntryData(d) => {
-                if let Some(e) = s.archives.last_mut().and_then(|a| a.entries.last_mut()) {
-                    e.size += d.len() as u64;
-                }
-                if let Some(h) = self.entry_hash.as_mut() {
-                    h.update(&d);
-                }
-            }
-            Event::EntryEnd => {
-                if let (Some(e), Some(h)) =
-                    (s.archives.last_mut().and_then(|a| a.entries.last_mut()), self.entry_hash.take())
-                {
-                    e.sha256 = hex_lower(&h.finalize());
-                }
-            }
-            Event::ArchiveEnd { .. } => {
-                if let Some(a) = s.archives.last_mut() {
-                    a.complete = true;
-                }
-            }
-            Event::Progress { bytes_done } => s.progress.push(bytes_done),
-            Event::ManifestStart => self.manifest = Some((0, Sha256::new())),
-            Event::ManifestData(d) => {
-                if let Some((n, h)) = self.manifest.as_mut() {
-                    *n += d.len() as u64;
-                    h.update(&d);
-                }
-            }
-            Event::ManifestEnd => {
-                if let Some((n, h)) = self.manifest.take() {
-                    s.manifest = Some((n, hex_lower(&h.finalize())));
-                }
-            }
-            Event::Notice(n) => s.notices.push(format!("{} {}", n.code, n.message)),
-            Event::ParameterStatus { .. } => {}
-            Event::BackupEnd { end_lsn, timeline } => s.end = Some((end_lsn, timeline)),
-            Event::Done => s.done = true,
-        }
-    }
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The piece sizes a [`Chunking`] produces, one after the other.
-struct PieceSizes {
-    chunking: Chunking,
-    state: u64,
-}
-
-impl PieceSizes {
-    fn new(chunking: Chunking) -> Self {
-        let state = match chunking {
-            Chunking::Random { seed, .. } => seed | 1,
-            _ => 0,
-        };
-        Self { chunking, state }
-    }
-
-    fn next_size(&mut self) -> usize {
-        match self.chunking {
-            Chunking::AsRecorded => usize::MAX,
-            Chunking::Fixed(n) => n.max(1),
-            Chunking::Random { max, .. } => {
-                // xorshift64*: deterministic and dependency-free.
-                self.state ^= self.state >> 12;
-                self.state ^= self.state << 25;
-                self.state ^= self.state >> 27;
-                let r = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D);
-                (r % max.max(1) as u64) as usize + 1
-            }
-        }
-    }
-}
-
-/// A decoder and a collector: what replay and [`decode_pieces`] drive.
-struct Session {
-    c: Collector,
-    dec: Option<Decoder>,
-}
-
-impl Session {
-    fn new(opts: DecoderOptions) -> Self {
-        let mut c = Collector { s: Summary::default(), entry_hash: None, manifest: None };
-        let dec = match Decoder::new(opts) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                c.s.error = Some(e);
-                None
-            }
-        };
-        Self { c, dec }
-    }
-
-    /// Feeds one piece and collects the events; after an error, pieces are ignored.
-    fn feed(&mut self, piece: &[u8]) {
-        let Some(dec) = self.dec.as_mut() else { return };
-        dec.feed_bytes(piece);
-        loop {
-            match dec.poll_event() {
-                Ok(Some(ev)) => self.c.event(ev),
-                Ok(None) => break,
-                Err(e) => {
-                    self.c.s.error = Some(e);
-                    self.dec = None;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn finish(mut self) -> Summary {
-        if let Some(mut dec) = self.dec.take()
-            && let Err(e) = dec.finish()
-        {
-            self.c.s.error = Some(e);
-        }
-        self.c.s
-    }
-}
-
-/// Re-cuts a stream of byte runs into the pieces of a [`Chunking`], carrying at most one
-/// piece's worth of bytes between runs, and feeds them to a [`Session`].
-struct Rechunker {
-    sizes: PieceSizes,
-    want: usize,
-    carry: Vec<u8>,
-    session: Session,
-}
-
-impl Rechunker {
-    fn new(opts: DecoderOptions, chunking: Chunking) -> Self {
-        let mut sizes = PieceSizes::new(chunking);
-        let want = sizes.next_size();
-        Self { sizes, want, carry: Vec::new(), session: Session::new(opts) }
-    }
-
-    fn push(&mut self, mut data: &[u8]) {
-        if self.sizes.chunking == Chunking::AsRecorded {
-            self.session.feed(data);
-            return;
-        }
-        while !data.is_empty() {
-            if self.carry.is_empty() && data.len() >= self.want {
-                let (piece, rest) = data.split_at(self.want);
-                self.session.feed(piece);
-                data = rest;
-            } else {
-                let take = (self.want - self.carry.len()).min(data.len());
-                self.carry.extend_from_slice(&data[..take]);
-                data = &data[take..];
-                if self.carry.len() < self.want {
-                    return;
-                }
-                self.session.feed(&self.carry);
-                self.carry.clear();
-            }
-            self.want = self.sizes.next_size();
-        }
-    }
-
-    fn finish(mut self) -> Summary {
-        if !self.carry.is_empty() {
-            self.session.feed(&self.carry);
-        }
-        self.session.finish()
-    }
-}
-
-/// Decodes a response given as byte pieces and summarises the events (sizes and SHA-256 of
-/// every entry and of the manifest). Decoding errors end up in [`Summary::error`].
-pub fn decode_pieces<'a>(opts: DecoderOptions, pieces: impl IntoIterator<Item = &'a [u8]>) -> Summary {
-    let mut session = Session::new(opts);
-    for piece in pieces {
-        session.feed(piece);
-        if session.dec.is_none() {
-            break;
-        }
-    }
-    session.finish()
-}
-
-/// Splits `data` into pieces per `chunking`.
-pub fn split(data: &[u8], chunking: Chunking) -> Vec<&[u8]> {
-    let mut sizes = PieceSizes::new(chunking);
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let (a, b) = rest.split_at(sizes.next_size().min(rest.len()));
-        out.push(a);
-        rest = b;
-    }
-    out
-}
-
 /// Which records of a recording make up the `BASE_BACKUP` response: the server bytes after the
 /// last [`BASE_BACKUP_MARK`] up to the first client record that follows a server record; all
 /// server bytes when there is no marker.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct ResponseFilter {
     marked: bool,
     server_seen: bool,
@@ -693,6 +397,49 @@ impl ResponseFilter {
     }
 }
 
+/// Reads the `BASE_BACKUP` response of a recording (plain or gzip) one recorded read at a time,
+/// as [`replay`] selects it: memory stays bounded by the largest record. For callers that drive
+/// their own decoder (the physical pipeline's offline replay).
+#[derive(Debug)]
+pub struct ResponseReader<R: Read> {
+    reader: RecordingReader<R>,
+    filter: ResponseFilter,
+    taken: bool,
+}
+
+impl<R: Read> ResponseReader<R> {
+    /// Opens a recording.
+    pub fn new(recording: R) -> Result<Self, RecordingError> {
+        Ok(Self { reader: RecordingReader::new(recording)?, filter: ResponseFilter::default(), taken: false })
+    }
+
+    /// The recording's metadata.
+    pub fn meta(&self) -> &RecordingMeta {
+        self.reader.meta()
+    }
+
+    /// The next server bytes of the response; `None` at the end of the recording. A recording
+    /// holding a second `BASE_BACKUP` after response bytes were already returned is an error.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, RecordingError> {
+        while let Some(rec) = self.reader.next_record()? {
+            match self.filter.take(&rec) {
+                Take::Restart if self.taken => {
+                    return Err(RecordingError::BadRecord {
+                        offset: self.reader.offset,
+                        detail: "a second BASE_BACKUP marker after the first response".into(),
+                    });
+                }
+                Take::Restart | Take::Skip => {}
+                Take::Server(_) => {
+                    self.taken = true;
+                    return Ok(Some(rec.data));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// Reads a recording (plain or gzip) and replays the `BASE_BACKUP` response it holds through a
 /// [`Decoder`] configured from its metadata, one record at a time: memory stays bounded by the
 /// largest record, whatever the recording's size.
@@ -727,3 +474,53 @@ pub fn response_chunks<R: Read>(recording: R) -> Result<(RecordingMeta, Vec<Vec<
     }
     Ok((r.meta, chunks))
 }
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry point of the `recording` fuzz target, also replayed by the crate's tests.
+
+    use crate::{Chunking, Record, RecordingReader, RecordingWriter, replay};
+
+    /// `recording` target: reads `data` as a recording (plain or gzip). What it reads must write
+    /// back through [`RecordingWriter`] and read again identically (round trip), and its replay
+    /// must not depend on how the response is re-cut (chunk-split equivalence).
+    pub fn recording(data: &[u8]) {
+        let mut reader = match RecordingReader::new(data) {
+            Ok(r) => r,
+            Err(e) => {
+                std::hint::black_box(e.to_string());
+                return;
+            }
+        };
+        let meta = reader.meta().clone();
+        let mut records: Vec<Record> = Vec::new();
+        let end = loop {
+            match reader.next_record() {
+                Ok(Some(r)) => records.push(r),
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        let mut w = RecordingWriter::new(Vec::new(), &meta).expect("read metadata writes back");
+        for r in &records {
+            w.record(r.direction, r.nanos, &r.data).expect("writing to a Vec");
+        }
+        let written = w.into_inner().expect("writing to a Vec");
+        let mut again = RecordingReader::new(&written[..]).expect("a written recording reads");
+        assert_eq!(again.meta(), &meta, "metadata round trip");
+        for r in &records {
+            assert_eq!(again.next_record().expect("round trip").as_ref(), Some(r), "record round trip");
+        }
+        assert!(again.next_record().expect("round trip").is_none());
+        if end.is_none() {
+            let a = replay(data, Chunking::AsRecorded).map_err(|e| e.to_string());
+            let b = replay(data, Chunking::Random { seed: data.len() as u64, max: 97 })
+                .map_err(|e| e.to_string());
+            assert_eq!(a, b, "replay depends on the chunking");
+        }
+        std::hint::black_box(end);
+    }
+}
+
+#[cfg(test)]
+mod tests;

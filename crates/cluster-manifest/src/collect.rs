@@ -1,4 +1,4 @@
-//! The collector: runs the catalog queries of `sql.rs` and assembles a [`Manifest`].
+//! The collector: runs the catalog queries of `sql.rs` and assembles a [`ClusterManifest`].
 //!
 //! Best-effort rules (fixing the Go plugin's M1-M5, M7): only the first connection and the server
 //! version are fatal; every other failure leaves its part out and appends a
@@ -17,7 +17,7 @@ use crate::time::{format_epoch, normalize_server_timestamp};
 use pg_conn::Client;
 
 use crate::pgconn::{close, query};
-use crate::{CatalogError, PgConnector, QueryError, Row, rfc3339_utc, sql};
+use crate::{CollectError, PgConnector, QueryError, Row, rfc3339_utc, sql};
 
 /// Default bound on the whole collection.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
@@ -98,7 +98,7 @@ impl CollectOptions {
 /// Collects the manifest over ordinary sessions opened with `config` (its database is replaced
 /// per session and a `replication` setting is ignored, so a physical backup's configuration can
 /// be passed as is). The convenience entry point for binaries; see [`collect`].
-pub async fn collect_for(config: &Config, options: &CollectOptions) -> Result<Manifest, CatalogError> {
+pub async fn collect_for(config: &Config, options: &CollectOptions) -> Result<ClusterManifest, CollectError> {
     collect(&PgConnector::new(config.clone()), options).await
 }
 
@@ -107,7 +107,10 @@ pub async fn collect_for(config: &Config, options: &CollectOptions) -> Result<Ma
 ///
 /// Fails only if the first connection or the server-version query fails (or the deadline passes
 /// before them); everything else is best-effort and reported in `collection_errors`.
-pub async fn collect(connector: &PgConnector, options: &CollectOptions) -> Result<Manifest, CatalogError> {
+pub async fn collect(
+    connector: &PgConnector,
+    options: &CollectOptions,
+) -> Result<ClusterManifest, CollectError> {
     let started = SystemTime::now();
     let mut c = Collector {
         deadline: Instant::now() + options.deadline,
@@ -120,7 +123,7 @@ pub async fn collect(connector: &PgConnector, options: &CollectOptions) -> Resul
     let (main_db, mut main) = c.first_connection(connector, options).await?;
     let (server_version, version_num) = c.server_version(&mut main).await?;
 
-    let mut m = Manifest {
+    let mut m = ClusterManifest {
         version: SCHEMA_VERSION,
         host: options.host.clone(),
         port: options.port.clone(),
@@ -128,7 +131,7 @@ pub async fn collect(connector: &PgConnector, options: &CollectOptions) -> Resul
         server_version_num: version_num,
         database: options.database.clone(),
         collection_started_at: Some(rfc3339_utc(started)),
-        ..Manifest::default()
+        ..ClusterManifest::default()
     };
     match &options.kind {
         Kind::Logical { pg_dump_version, options } => {
@@ -301,7 +304,7 @@ impl Collector {
         &mut self,
         connector: &PgConnector,
         options: &CollectOptions,
-    ) -> Result<(String, Client), CatalogError> {
+    ) -> Result<(String, Client), CollectError> {
         let mut candidates = vec![options.database.clone().unwrap_or_else(|| "postgres".to_owned())];
         if options.database.is_none() {
             candidates.push("template1".to_owned());
@@ -312,23 +315,23 @@ impl Collector {
                 Ok(Ok(session)) => return Ok((database, session)),
                 // Only "database does not exist" moves on to template1.
                 Ok(Err(e)) if e.sqlstate.as_deref() == Some("3D000") => last = Some((database, e)),
-                Ok(Err(e)) => return Err(CatalogError::Connect { database, source: e }),
-                Err(_) => return Err(CatalogError::Deadline(self.deadline_len)),
+                Ok(Err(e)) => return Err(CollectError::Connect { database, source: e }),
+                Err(_) => return Err(CollectError::Deadline(self.deadline_len)),
             }
         }
         let (database, source) = last.expect("at least one candidate was tried");
-        Err(CatalogError::Connect { database, source })
+        Err(CollectError::Connect { database, source })
     }
 
-    async fn server_version(&mut self, s: &mut Client) -> Result<(String, i64), CatalogError> {
+    async fn server_version(&mut self, s: &mut Client) -> Result<(String, i64), CollectError> {
         let rows = match tokio::time::timeout_at(self.deadline, query(s, sql::SERVER_VERSION)).await {
             Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => return Err(CatalogError::ServerVersion(e)),
-            Err(_) => return Err(CatalogError::Deadline(self.deadline_len)),
+            Ok(Err(e)) => return Err(CollectError::ServerVersion(e)),
+            Err(_) => return Err(CollectError::Deadline(self.deadline_len)),
         };
-        let row = rows.first().ok_or_else(|| CatalogError::ServerVersion(QueryError::client("no row")))?;
+        let row = rows.first().ok_or_else(|| CollectError::ServerVersion(QueryError::client("no row")))?;
         let version = text(row, 0);
-        let num = int(row, 1).map_err(CatalogError::ServerVersion)?;
+        let num = int(row, 1).map_err(CollectError::ServerVersion)?;
         Ok((version, num))
     }
 

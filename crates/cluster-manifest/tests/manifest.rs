@@ -4,22 +4,25 @@ mod common;
 
 use std::time::Duration;
 
-use pg_catalog::{CollectOptions, CollectionError, Database, DumpOptions, Manifest, Relation, collect};
+use cluster_manifest::{
+    ClusterManifest, CollectOptions, CollectionError, Database, DumpOptions, Relation, collect,
+};
 
 /// Validates `m`, as written, against `docs/manifest.schema.json`.
-fn assert_valid(m: &Manifest) -> serde_json::Value {
+fn assert_valid(m: &ClusterManifest) -> serde_json::Value {
     let schema_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/manifest.schema.json");
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(schema_path).expect("reading the schema")).unwrap();
     let validator = jsonschema::draft202012::new(&schema).expect("a valid draft 2020-12 schema");
-    let doc: serde_json::Value = serde_json::from_slice(&pg_catalog::manifest_json(m).unwrap()).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&cluster_manifest::manifest_json(m).unwrap()).unwrap();
     let problems: Vec<String> =
         validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(problems.is_empty(), "manifest does not match its schema:\n{}", problems.join("\n"));
     doc
 }
 
-fn db<'a>(m: &'a Manifest, name: &str) -> &'a Database {
+fn db<'a>(m: &'a ClusterManifest, name: &str) -> &'a Database {
     m.databases.iter().find(|d| d.name == name).unwrap_or_else(|| panic!("database {name} missing"))
 }
 
@@ -30,7 +33,7 @@ fn rel<'a>(d: &'a Database, schema: &str, name: &str) -> &'a Relation {
         .unwrap_or_else(|| panic!("relation {schema}.{name} missing from {}", d.name))
 }
 
-fn errors_for<'a>(m: &'a Manifest, section: &str) -> Vec<&'a CollectionError> {
+fn errors_for<'a>(m: &'a ClusterManifest, section: &str) -> Vec<&'a CollectionError> {
     m.collection_errors.iter().filter(|e| e.section == section).collect()
 }
 
@@ -46,7 +49,7 @@ pg_testkit::per_major!(async fn superuser_manifest(major) {
     assert_eq!(m.port, cluster.port().to_string());
     assert_eq!(m.server_version_num / 10000, i64::from(major));
     assert!(m.server_version.starts_with(&major.to_string()), "{}", m.server_version);
-    assert_eq!(m.client.as_deref(), Some(pg_catalog::client_name().as_str()));
+    assert_eq!(m.client.as_deref(), Some(cluster_manifest::client_name().as_str()));
     assert_eq!((m.pg_dump_version.as_deref(), m.options.as_ref()), (None, None));
     let sysid = m.cluster_system_identifier.as_deref().expect("system identifier");
     assert!(sysid.len() >= 15 && sysid.bytes().all(|b| b.is_ascii_digit()), "{sysid}");
@@ -228,14 +231,14 @@ pg_testkit::per_major!(async fn superuser_manifest(major) {
     assert!(rel(main, "app", "invoice_seq").indexes.is_empty());
 
     // The JSON itself: Go names, no archive command, no password.
-    let json = String::from_utf8(pg_catalog::manifest_json(&m).unwrap().to_vec()).unwrap();
+    let json = String::from_utf8(cluster_manifest::manifest_json(&m).unwrap().to_vec()).unwrap();
     for key in ["\"cluster_config\"", "\"timezone\"", "\"member_of\"", "\"row_estimate\"", "\"type\": \"bigint\"", "\"collection_errors\": []"] {
         assert!(json.contains(key), "{key} missing");
     }
     assert!(!json.contains("archive_command\""));
 
     let mut m = m;
-    m.created_at = pg_catalog::rfc3339_utc(std::time::SystemTime::now());
+    m.created_at = cluster_manifest::rfc3339_utc(std::time::SystemTime::now());
     assert_valid(&m);
     if major == 16 {
         // Volatile values are redacted; a null stays null so the snapshot still shows it.
@@ -327,7 +330,7 @@ pg_testkit::per_major!(async fn limited_user_manifest(major) {
         );
     }
     let mut m = m;
-    m.created_at = pg_catalog::rfc3339_utc(std::time::SystemTime::now());
+    m.created_at = cluster_manifest::rfc3339_utc(std::time::SystemTime::now());
     assert_valid(&m);
 });
 
@@ -401,8 +404,8 @@ pg_testkit::per_major!(async fn single_database_mode(major) {
 
     // The first connection is mandatory: a refusal fails the collection with the server's
     // SQLSTATE (from pg-conn), and a missing target database is not replaced by another.
-    let refused = |err: pg_catalog::CatalogError| match err {
-        pg_catalog::CatalogError::Connect { database, source } => (database, source),
+    let refused = |err: cluster_manifest::CollectError| match err {
+        cluster_manifest::CollectError::Connect { database, source } => (database, source),
         other => panic!("expected a connect error, got {other}"),
     };
     let (database, source) = refused(collect(&common::connector(&cluster, "nobody"), &options).await.unwrap_err());

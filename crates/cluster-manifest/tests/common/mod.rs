@@ -105,6 +105,6 @@ pub fn config(cluster: &TestCluster, user: &str) -> pg_config::Config {
 }
 
 /// The project's connector to `cluster` as `user`.
-pub fn connector(cluster: &TestCluster, user: &str) -> pg_catalog::PgConnector {
-    pg_catalog::PgConnector::new(config(cluster, user))
+pub fn connector(cluster: &TestCluster, user: &str) -> cluster_manifest::PgConnector {
+    cluster_manifest::PgConnector::new(config(cluster, user))
 }

@@ -1,0 +1,7 @@
+//! Fuzz the logical backup's record-name mapping and tool output parsers:
+//! `pg_logical::fuzzing::names`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    pg_logical::fuzzing::names(data);
+});
