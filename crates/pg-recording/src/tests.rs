@@ -142,7 +142,7 @@ fn recording_payload_grows_with_bytes_received() {
     let mut rec = RecordingWriter::new(Vec::new(), &meta).unwrap().into_inner().unwrap();
     rec.push(b'S');
     rec.extend_from_slice(&0u64.to_be_bytes());
-    rec.extend_from_slice(&crate::recording::MAX_RECORD_LEN.to_be_bytes());
+    rec.extend_from_slice(&crate::MAX_RECORD_LEN.to_be_bytes());
     rec.extend_from_slice(b"only ten b");
     let mut spy = Spy { data: &rec, largest: 0 };
     let mut r = RecordingReader::new(&mut spy).unwrap();
