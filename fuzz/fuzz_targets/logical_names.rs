@@ -1,5 +1,4 @@
-//! Fuzz the logical backup's record-name mapping and tool output parsers:
-//! `pg_logical::fuzzing::names`.
+//! Fuzz the logical backup's record-name mapping and line parsers: `pg_logical::fuzzing::names`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -23,8 +23,9 @@
 
 use std::error::Error as StdError;
 
-use cluster_manifest::{ClusterManifest, CollectError, CollectOptions, MetadataSource};
+use cluster_manifest::{ClusterManifest, CollectError, CollectOptions, DumpOptions, MetadataSource};
 use pg_config::{Config, ConfigError};
+use pg_logical::{DumpReport, DumpSource, LogicalError};
 use pg_physical::{
     BackupOptions, BackupReport, BackupSummary, PhysicalError, PhysicalSource, ReplaySource, RunOptions,
 };
@@ -49,9 +50,9 @@ pub enum PlanError {
         "cannot tell which kind of backup {0:?} asks for: use postgres+bin:// (physical) or postgres:// (logical)"
     )]
     UnknownKind(String),
-    /// The kind of backup is not available in this build.
-    #[error("{0} backups are not available in this build")]
-    Unavailable(&'static str),
+    /// The logical backup cannot run (options, server, tools): checked before any record.
+    #[error("the logical backup cannot start")]
+    Logical(#[source] Box<LogicalError>),
 }
 
 /// The failure of one step of a backup.
@@ -63,6 +64,15 @@ pub enum StepError {
     /// The physical base backup (or its offline replay).
     #[error(transparent)]
     Physical(Box<PhysicalError>),
+    /// A logical dump (`pg_dump`, `pg_dumpall`).
+    #[error(transparent)]
+    Logical(Box<LogicalError>),
+}
+
+impl From<LogicalError> for StepError {
+    fn from(e: LogicalError) -> Self {
+        StepError::Logical(Box::new(e))
+    }
 }
 
 impl From<CollectError> for StepError {
@@ -106,6 +116,8 @@ pub enum Step {
     Physical(PhysicalSource),
     /// A recorded base backup replayed offline: the same records, verified the same way.
     Replay(ReplaySource),
+    /// A logical dump: `/globals.sql`, `/<db>.dump` or `/all.sql`.
+    Logical(DumpSource),
 }
 
 impl Step {
@@ -115,6 +127,7 @@ impl Step {
             Step::Metadata(s) => s.describe(),
             Step::Physical(s) => s.describe(),
             Step::Replay(s) => s.describe(),
+            Step::Logical(s) => s.describe(),
         }
     }
 
@@ -123,6 +136,7 @@ impl Step {
             Step::Metadata(s) => run_source(s, sink).await.map(|m| StepReport::Metadata(Box::new(m))),
             Step::Physical(s) => run_source(s, sink).await.map(|r| StepReport::Physical(Box::new(r))),
             Step::Replay(s) => run_source(s, sink).await.map(|r| StepReport::Replay(Box::new(r))),
+            Step::Logical(s) => run_source(s, sink).await.map(|r| StepReport::Logical(Box::new(r))),
         }
     }
 }
@@ -147,6 +161,8 @@ pub enum StepReport {
     Physical(Box<BackupReport>),
     /// What a replay received and verified.
     Replay(Box<BackupSummary>),
+    /// What one dump produced.
+    Logical(Box<DumpReport>),
 }
 
 /// What a successful backup reported, step by step.
@@ -161,6 +177,14 @@ impl PlanReport {
     pub fn physical(&self) -> Option<&BackupReport> {
         self.steps.iter().find_map(|s| match s {
             StepReport::Physical(r) => Some(&**r),
+            _ => None,
+        })
+    }
+
+    /// The reports of the logical steps, in order.
+    pub fn logical(&self) -> impl Iterator<Item = &DumpReport> {
+        self.steps.iter().filter_map(|s| match s {
+            StepReport::Logical(r) => Some(&**r),
             _ => None,
         })
     }
@@ -203,6 +227,32 @@ impl Plan {
             steps.push(Step::Metadata(metadata_source(&config, CollectOptions::physical)?));
         }
         steps.push(Step::Physical(PhysicalSource { config, options, run }));
+        Ok(Self { steps })
+    }
+
+    /// A logical backup: `/manifest.json` (when `metadata`), then the dumps
+    /// [`pg_logical::plan_backup`] chose (`/globals.sql` and `/<db>.dump`, or `/all.sql`).
+    /// Everything the dumps need is checked here, before any record exists: the server answers,
+    /// the database exists, client tools at least as new as the server are installed.
+    pub async fn logical(options: &pg_logical::BackupOptions, metadata: bool) -> Result<Self, PlanError> {
+        let plan = pg_logical::plan_backup(options).await.map_err(|e| PlanError::Logical(Box::new(e)))?;
+        let mut steps = Vec::new();
+        if metadata {
+            let database = options.connection.database.clone();
+            let config = plan
+                .connection_config(database.as_deref().unwrap_or("postgres"))
+                .map_err(|e| PlanError::Logical(Box::new(e)))?;
+            let dump = DumpOptions {
+                schema_only: options.schema_only,
+                data_only: options.data_only,
+                compress: options.compress,
+            };
+            let version = Some(plan.tools.version.clone());
+            steps.push(Step::Metadata(metadata_source(&config, |host, port| {
+                CollectOptions::logical(host, port, database, version, dump)
+            })?));
+        }
+        steps.extend(plan.into_sources().into_iter().map(Step::Logical));
         Ok(Self { steps })
     }
 

@@ -102,7 +102,7 @@ pg_testkit::per_major!(async fn manifest_then_base_backup_into_one_sink(major) {
     let json: serde_json::Value = serde_json::from_slice(&sink.manifest).expect("JSON");
     assert_eq!(json["version"], 2);
     assert_eq!(json["connector"], "postgresql+bin");
-    assert_eq!(json["cluster_system_identifier"].as_str(), Some(physical.server.system_identifier.as_str()));
+    assert_eq!(json["cluster_system_identifier"].as_str(), Some(physical.server.system_identifier.to_string().as_str()));
     assert_eq!(json["server_version"].as_str(), Some(physical.server.server_version.as_str()));
     assert_eq!(json["server_version_num"].as_i64().map(|n| n / 10000), Some(i64::from(major)));
     let app = json["databases"].as_array().unwrap().iter().find(|d| d["name"] == "app").expect("database app");

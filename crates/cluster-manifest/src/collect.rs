@@ -315,12 +315,12 @@ impl Collector {
                 Ok(Ok(session)) => return Ok((database, session)),
                 // Only "database does not exist" moves on to template1.
                 Ok(Err(e)) if e.sqlstate.as_deref() == Some("3D000") => last = Some((database, e)),
-                Ok(Err(e)) => return Err(CollectError::Connect { database, source: e }),
+                Ok(Err(e)) => return Err(CollectError::Connect { database, error: e }),
                 Err(_) => return Err(CollectError::Deadline(self.deadline_len)),
             }
         }
         let (database, source) = last.expect("at least one candidate was tried");
-        Err(CollectError::Connect { database, source })
+        Err(CollectError::Connect { database, error: source })
     }
 
     async fn server_version(&mut self, s: &mut Client) -> Result<(String, i64), CollectError> {

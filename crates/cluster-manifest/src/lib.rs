@@ -88,24 +88,37 @@ impl QueryError {
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     /// The first connection failed.
-    #[error("connecting to database {database:?} for the manifest: {source}")]
+    #[error("connecting to database {database:?} for the manifest: {error}")]
     Connect {
         /// The database.
         database: String,
         /// The underlying error.
-        #[source]
-        source: QueryError,
+        error: QueryError,
     },
     /// The server version could not be read.
     #[error("querying server version: {0}")]
-    ServerVersion(#[source] QueryError),
+    ServerVersion(QueryError),
     /// The overall deadline passed before the mandatory part was collected.
     #[error("the manifest's deadline of {0:?} passed before the server version was read")]
     Deadline(std::time::Duration),
     /// The manifest could not be serialised (a bug).
     #[error("serialising the manifest: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// The sink refused the record.
     #[error("writing /manifest.json: {0}")]
-    Sink(#[from] record_sink::SinkError),
+    Sink(record_sink::SinkError),
+}
+
+// The messages above show their cause, so none is returned again from `source()` (a chain
+// printer would show it twice); these keep `?` working.
+impl From<serde_json::Error> for CollectError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e)
+    }
+}
+
+impl From<record_sink::SinkError> for CollectError {
+    fn from(e: record_sink::SinkError) -> Self {
+        Self::Sink(e)
+    }
 }

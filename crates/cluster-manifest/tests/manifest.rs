@@ -405,7 +405,7 @@ pg_testkit::per_major!(async fn single_database_mode(major) {
     // The first connection is mandatory: a refusal fails the collection with the server's
     // SQLSTATE (from pg-conn), and a missing target database is not replaced by another.
     let refused = |err: cluster_manifest::CollectError| match err {
-        cluster_manifest::CollectError::Connect { database, source } => (database, source),
+        cluster_manifest::CollectError::Connect { database, error } => (database, error),
         other => panic!("expected a connect error, got {other}"),
     };
     let (database, source) = refused(collect(&common::connector(&cluster, "nobody"), &options).await.unwrap_err());

@@ -200,7 +200,7 @@ impl DirSink {
             let _ = handle.join();
         }
         match self.status.lock().ok().and_then(|mut g| g.take()) {
-            Some((path, source)) => SinkError::Io { path: path.display().to_string(), source },
+            Some((path, source)) => SinkError::Io { path: path.display().to_string(), error: source },
             None => SinkError::Closed("the directory writer stopped".into()),
         }
     }
@@ -266,7 +266,7 @@ impl Placement {
 }
 
 fn io_err(path: &Path, source: io::Error) -> SinkError {
-    SinkError::Io { path: path.display().to_string(), source }
+    SinkError::Io { path: path.display().to_string(), error: source }
 }
 
 /// Creates `dir` (and its parents) with mode 0700, or accepts it if it exists and is empty.
@@ -401,7 +401,7 @@ impl RecordSink for DirSink {
             handle.join().map_err(|_| SinkError::Closed("the directory writer panicked".into()))?;
         }
         if let Some((path, source)) = self.status.lock().ok().and_then(|mut g| g.take()) {
-            return Err(SinkError::Io { path: path.display().to_string(), source });
+            return Err(SinkError::Io { path: path.display().to_string(), error: source });
         }
         Ok(())
     }

@@ -128,12 +128,12 @@ pub enum DecodeError {
     #[error("server error during BASE_BACKUP: {0}")]
     Server(Box<DbError>),
     /// Bytes that are not a sequence of messages.
-    #[error("framing error at stream offset {offset}: {source}")]
+    #[error("framing error at stream offset {offset}: {error}")]
     Frame {
         /// Offset of the message in the response.
         offset: u64,
         /// What is wrong.
-        source: FrameError,
+        error: FrameError,
     },
     /// A message that has no place in the current state.
     #[error("unexpected message '{}' at stream offset {offset} while {state}", char::from(*tag).escape_default())]
@@ -158,24 +158,24 @@ pub enum DecodeError {
         detail: String,
     },
     /// A broken tar archive.
-    #[error("archive {archive:?} (message at stream offset {offset}): {source}")]
+    #[error("archive {archive:?} (message at stream offset {offset}): {error}")]
     Tar {
         /// Archive name.
         archive: String,
         /// Offset of the last message fed to the archive.
         offset: u64,
         /// The tar error, with its own offset inside the archive.
-        source: pg_tar::TarError,
+        error: pg_tar::TarError,
     },
     /// A broken compressed archive.
-    #[error("archive {archive:?} (message at stream offset {offset}): {source}")]
+    #[error("archive {archive:?} (message at stream offset {offset}): {error}")]
     Decompress {
         /// Archive name.
         archive: String,
         /// Offset of the last message fed to the archive.
         offset: u64,
         /// What is wrong.
-        source: DecompressError,
+        error: DecompressError,
     },
     /// The input ended before the backup was complete.
     #[error("response truncated at stream offset {offset} while {state}")]
@@ -404,7 +404,7 @@ impl Decoder {
                 None => match self.framer.next_frame() {
                     Ok(Some(f)) => f,
                     Ok(None) => return Ok(None),
-                    Err(source) => return Err(DecodeError::Frame { offset: self.next_offset, source }),
+                    Err(error) => return Err(DecodeError::Frame { offset: self.next_offset, error }),
                 },
             };
             self.offset = self.next_offset;
@@ -419,7 +419,7 @@ impl Decoder {
         let Some(a) = self.archive.as_mut() else { return Ok(None) };
         loop {
             let tar_err =
-                |a: &Archive, source| DecodeError::Tar { archive: a.info.name.clone(), offset, source };
+                |a: &Archive, error| DecodeError::Tar { archive: a.info.name.clone(), offset, error };
             match a.tar.next_event() {
                 Ok(Some(ev)) => {
                     return Ok(Some(match ev {
@@ -438,10 +438,10 @@ impl Decoder {
             }
             let Some(d) = a.decomp.as_mut() else { return Ok(None) };
             a.out.resize(DECOMPRESS_CHUNK, 0);
-            let (used, made) = d.step(&a.pending, &mut a.out).map_err(|source| DecodeError::Decompress {
+            let (used, made) = d.step(&a.pending, &mut a.out).map_err(|error| DecodeError::Decompress {
                 archive: a.info.name.clone(),
                 offset,
-                source,
+                error,
             })?;
             let _ = a.pending.split_to(used);
             if made > 0 {
@@ -468,16 +468,16 @@ impl Decoder {
         let offset = self.offset;
         if let Some(mut a) = self.archive.take() {
             if let Some(d) = a.decomp.as_mut() {
-                d.finish().map_err(|source| DecodeError::Decompress {
+                d.finish().map_err(|error| DecodeError::Decompress {
                     archive: a.info.name.clone(),
                     offset,
-                    source,
+                    error,
                 })?;
             }
-            a.tar.finish().map_err(|source| DecodeError::Tar {
+            a.tar.finish().map_err(|error| DecodeError::Tar {
                 archive: a.info.name.clone(),
                 offset,
-                source,
+                error,
             })?;
             self.queue.push_back(Event::ArchiveEnd { index: a.info.index });
         }

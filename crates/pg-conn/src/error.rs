@@ -178,13 +178,7 @@ fn write_db(f: &mut fmt::Formatter<'_>, e: &DbError) -> fmt::Result {
     Ok(())
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            ErrorKind::Config(e) => Some(e),
-            ErrorKind::Io(e) => Some(e),
-            ErrorKind::Startup(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// The message shows every cause (the server's error, the socket error, the configuration
+/// problem), so `source()` returns none of them again: a chain printer (`anyhow`'s `{:#}`)
+/// shows each once. The causes stay reachable, typed, through [`Error::kind`].
+impl std::error::Error for Error {}

@@ -54,15 +54,14 @@ pub struct TlsOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A certificate or key file could not be read.
-    #[error("cannot read {what} file {path}: {source}")]
+    #[error("cannot read {what} file {path}: {error}")]
     File {
         /// Which file (`root certificate`, `client certificate`, `client key`).
         what: &'static str,
         /// Its path.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// A certificate or key file is not usable.
     #[error("{what} file {path}: {reason}")]
@@ -85,7 +84,13 @@ pub enum TlsError {
     ServerName(String),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        Self::Config(e)
+    }
 }
 
 /// The crypto provider every connection uses (ring).
@@ -133,7 +138,7 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
 }
 
 fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
-    fs::read(path).map_err(|source| TlsError::File { what, path: path.to_owned(), source })
+    fs::read(path).map_err(|error| TlsError::File { what, path: path.to_owned(), error })
 }
 
 fn load_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -165,7 +170,7 @@ fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     const WHAT: &str = "client key";
     let meta =
-        fs::metadata(path).map_err(|source| TlsError::File { what: WHAT, path: path.to_owned(), source })?;
+        fs::metadata(path).map_err(|error| TlsError::File { what: WHAT, path: path.to_owned(), error })?;
     let mode = meta.mode() & 0o777;
     let too_open = if meta.uid() == 0 { mode & 0o037 != 0 } else { mode & 0o077 != 0 };
     if too_open {

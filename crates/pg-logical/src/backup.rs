@@ -70,6 +70,13 @@ impl BackupPlan {
         self.prepared.private_dir()
     }
 
+    /// The configuration of an ordinary connection to `db` with this plan's settings (inline
+    /// PEM files written, passfile applied): for the metadata collector that runs before the
+    /// dumps.
+    pub fn connection_config(&self, db: &str) -> Result<pg_config::Config, LogicalError> {
+        self.prepared.config_for(db)
+    }
+
     /// The sources, in order; the plan's own hold on the private directory goes with it (the
     /// directory lives as long as any source).
     pub fn into_sources(self) -> Vec<DumpSource> {
@@ -95,7 +102,7 @@ pub async fn plan_backup(opts: &BackupOptions) -> Result<BackupPlan, LogicalErro
                 } else {
                     format!("connecting to database {db:?}")
                 };
-                LogicalError::Connect { what, source: e }
+                LogicalError::Connect { what, error: e }
             })?;
             (client, None)
         }
@@ -116,7 +123,7 @@ pub async fn plan_backup(opts: &BackupOptions) -> Result<BackupPlan, LogicalErro
             true
         }
         Err(e) => {
-            return Err(LogicalError::Connect { what: "checking access to pg_authid".into(), source: e });
+            return Err(LogicalError::Connect { what: "checking access to pg_authid".into(), error: e });
         }
     };
     let _ = client.close().await;
@@ -194,13 +201,13 @@ async fn connect_maintenance(prepared: &Prepared) -> Result<(pg_conn::Client, Op
     match pg_conn::Client::connect(&prepared.config_for("postgres")?).await {
         Ok(c) => Ok((c, None)),
         Err(e) if e.code() == Some(INVALID_CATALOG_NAME) => {
-            let c = pg_conn::Client::connect(&prepared.config_for("template1")?)
-                .await
-                .map_err(|source| LogicalError::Connect { what: "connecting to template1".into(), source })?;
+            let c = pg_conn::Client::connect(&prepared.config_for("template1")?).await.map_err(|source| {
+                LogicalError::Connect { what: "connecting to template1".into(), error: source }
+            })?;
             Ok((c, Some("template1".into())))
         }
         Err(source) => {
-            Err(LogicalError::Connect { what: "connecting to database \"postgres\"".into(), source })
+            Err(LogicalError::Connect { what: "connecting to database \"postgres\"".into(), error: source })
         }
     }
 }
@@ -306,7 +313,7 @@ impl DumpSource {
                 let n = stdout
                     .read_buf(&mut buf)
                     .await
-                    .map_err(|source| LogicalError::Spawn { tool: self.what.clone(), source })?;
+                    .map_err(|source| LogicalError::Spawn { tool: self.what.clone(), error: source })?;
                 if n == 0 {
                     eof = true;
                     break;

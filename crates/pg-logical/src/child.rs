@@ -59,14 +59,14 @@ impl Prepared {
             })
             .map_err(|source| LogicalError::TempFile {
                 what: "private temporary directory".into(),
-                source,
+                error: source,
             })?;
         let mut config = opts.config.clone();
         for (param, pem) in &opts.inline_pem {
             let path = dir.path().join(param.keyword());
             write_private(&path, pem.expose().as_bytes()).map_err(|source| LogicalError::TempFile {
                 what: format!("{} file", param.keyword()),
-                source,
+                error: source,
             })?;
             config.set(*param, path.to_string_lossy().into_owned()).map_err(|e| LogicalError::Option {
                 option: format!("{}_data", param.keyword()),
@@ -87,7 +87,7 @@ impl Prepared {
         if let Some(contents) = resolved.passfile_contents() {
             let path = dir.path().join("pgpass");
             write_private(&path, contents.expose().as_bytes())
-                .map_err(|source| LogicalError::TempFile { what: "password file".into(), source })?;
+                .map_err(|source| LogicalError::TempFile { what: "password file".into(), error: source })?;
             env.push(("PGPASSFILE", path.to_string_lossy().into_owned()));
         } else if let Some(p) = &resolved.passfile {
             env.push(("PGPASSFILE", p.to_string_lossy().into_owned()));
@@ -251,7 +251,7 @@ impl Child {
             .kill_on_drop(true);
         let mut child = cmd
             .spawn()
-            .map_err(|source| LogicalError::Spawn { tool: spec.tool.display().to_string(), source })?;
+            .map_err(|source| LogicalError::Spawn { tool: spec.tool.display().to_string(), error: source })?;
         let pgid = child.id().map(|id| Pid::from_raw(id as i32));
         let stderr = child.stderr.take().map(|e| tokio::spawn(drain_stderr(e, spec.tolerated_codes)));
         tracing::debug!(tool = %spec.tool.display(), pid = ?pgid, "started {}", spec.what);
@@ -282,7 +282,7 @@ impl Child {
             if let Some(p) = pgid {
                 let _ = killpg(p, Signal::SIGKILL);
             }
-            LogicalError::Spawn { tool: self.what.clone(), source }
+            LogicalError::Spawn { tool: self.what.clone(), error: source }
         })?;
         let summary = match self.stderr.take() {
             Some(task) => task.await.unwrap_or_default(),

@@ -16,34 +16,31 @@ pub enum LogicalError {
         message: String,
     },
     /// A connection the backup or restore makes itself (server version, probes) failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Connect {
         /// What the connection was for.
         what: String,
         /// The connection error (with SQLSTATE when the server sent one).
-        #[source]
-        source: pg_conn::Error,
+        error: pg_conn::Error,
     },
     /// No suitable client tools.
     #[error("{0}")]
     Tools(String),
     /// A temporary file (passfile, inline PEM) could not be written.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     TempFile {
         /// Which file.
         what: String,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A child could not be started or supervised.
-    #[error("{tool}: {source}")]
+    #[error("{tool}: {error}")]
     Spawn {
         /// The tool's path.
         tool: String,
         /// The error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A child ended badly: non-zero exit, a signal, or a stream cut short.
     #[error("{what} failed ({status}){}", tail_suffix(stderr_tail))]
@@ -56,7 +53,7 @@ pub enum LogicalError {
         stderr_tail: String,
     },
     /// The sink failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Sink(#[from] SinkError),
     /// A restore cannot proceed as asked (missing target database, ordering, names).
     #[error("{0}")]

@@ -157,11 +157,11 @@ impl Restorer {
             Ok(c) => c,
             Err(e) if e.code() == Some(INVALID_CATALOG_NAME) => {
                 pg_conn::Client::connect(&prepared.config_for("template1")?).await.map_err(|source| {
-                    LogicalError::Connect { what: "connecting to the target".into(), source }
+                    LogicalError::Connect { what: "connecting to the target".into(), error: source }
                 })?
             }
             Err(source) => {
-                return Err(LogicalError::Connect { what: "connecting to the target".into(), source });
+                return Err(LogicalError::Connect { what: "connecting to the target".into(), error: source });
             }
         };
         let target_major = client
@@ -304,7 +304,7 @@ impl Restorer {
             Err(source) => {
                 return Err(LogicalError::Connect {
                     what: format!("connecting to database {target:?}"),
-                    source,
+                    error: source,
                 });
             }
         };

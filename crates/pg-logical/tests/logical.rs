@@ -541,6 +541,33 @@ fn restore_refusals() {
     let order = pg_logical::restore_order(files.iter().map(|(p, _)| p.as_str()));
     assert_eq!(order, ["/globals.sql", "/app.dump"]);
 
+    // `database` names one target: a second dump in the same walk is refused (each dump goes
+    // to its own database when it is unset); create_db on an existing database is refused.
+    dst.sql("CREATE DATABASE target").unwrap();
+    let mut r = rt
+        .block_on(Restorer::new(restore_options(&[
+            ("location", &dst_loc),
+            ("database", "target"),
+            ("no_owner", "true"),
+        ])))
+        .unwrap();
+    let body = sink.file("/app.dump").body.clone();
+    let out = rt.block_on(restore_walk(
+        &mut r,
+        &[("/a.dump".into(), body.clone()), ("/b.dump".into(), body.clone())],
+    ));
+    assert!(out[0].1.is_ok(), "{out:?}");
+    assert!(out[1].1.as_ref().unwrap_err().contains("names one target"), "{out:?}");
+    assert_eq!(dst.sql_db("target", "SELECT count(*) FROM customers").unwrap(), "3");
+    let mut r = rt
+        .block_on(Restorer::new(restore_options(&[("location", &dst_loc), ("create_db", "true")])))
+        .unwrap();
+    let out = rt.block_on(restore_walk(&mut r, &[("/target.dump".into(), body)]));
+    assert!(
+        out[0].1.as_ref().unwrap_err().contains("already exists on the target: set create_db=false"),
+        "{out:?}"
+    );
+
     // A file that is not part of a logical backup.
     let out = rt.block_on(restore_walk(&mut r, &[("/data/PG_VERSION".to_owned(), b"15\n".to_vec())]));
     assert!(out[0].1.as_ref().unwrap_err().contains("unable to restore"), "{out:?}");

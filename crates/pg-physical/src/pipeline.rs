@@ -11,8 +11,8 @@ use bytes::Bytes;
 use pg_basebackup::{Entry, Event, Lsn, TablespaceInfo};
 use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 
-use crate::PhysicalError;
 use crate::verify::{FileCheck, ManifestCheck};
+use crate::{EntryProblem, PhysicalError};
 
 /// Where the backup's main data directory goes.
 pub const DATA_ROOT: &str = "/data";
@@ -199,8 +199,10 @@ impl Pipeline {
                 format!("pg_tblspc/{oid}/{}", header.path),
             ),
         };
-        let path = RecordPath::new(record_path.clone())
-            .map_err(|e| PhysicalError::Stream(format!("entry {:?}: {e}", header.path)))?;
+        let path = RecordPath::new(record_path.clone()).map_err(|e| PhysicalError::Entry {
+            path: header.path.clone(),
+            problem: EntryProblem::Path(e),
+        })?;
         let kind = match header.kind {
             pg_tar::EntryKind::File => EntryKind::File { size: Some(header.size) },
             pg_tar::EntryKind::Directory => EntryKind::Directory,
@@ -214,11 +216,10 @@ impl Pipeline {
                 }
             }
             pg_tar::EntryKind::Other(t) => {
-                return Err(PhysicalError::Stream(format!(
-                    "entry {:?} has tar type {:?}, which PostgreSQL never sends",
-                    header.path,
-                    char::from(t)
-                )));
+                return Err(PhysicalError::Entry {
+                    path: header.path.clone(),
+                    problem: EntryProblem::TarType(char::from(t)),
+                });
             }
         };
         let mut meta = Metadata {
@@ -271,10 +272,11 @@ impl Pipeline {
             return Ok(());
         };
         if current.size != current.expected {
-            return Err(PhysicalError::Stream(format!(
-                "{}: {} bytes received, the tar header announced {}",
-                current.record, current.size, current.expected
-            )));
+            return Err(PhysicalError::Size {
+                file: current.record,
+                received: current.size,
+                announced: current.expected,
+            });
         }
         if let (Some(path), Some(check)) = (current.manifest_path, current.check) {
             self.manifest.file_received(path, check)?;

@@ -8,6 +8,7 @@ use pg_basebackup::{Decoder, DecoderOptions, Event};
 use pg_config::{Config, Replication};
 use pg_conn::Client;
 use pg_recording::{BASE_BACKUP_MARK, Direction, RecordingMeta, RecordingWriter};
+use pg_wire::replication::{IdentifySystem, ResultError, Show, check_segment_size};
 use record_sink::{RecordSink, Source};
 
 use crate::command::{BackupOptions, Compression, WalMethod};
@@ -36,7 +37,7 @@ pub struct ServerFacts {
     /// Major version.
     pub major: u32,
     /// `IDENTIFY_SYSTEM.systemid`.
-    pub system_identifier: String,
+    pub system_identifier: u64,
     /// `IDENTIFY_SYSTEM.timeline`.
     pub timeline: u32,
     /// `SHOW wal_segment_size`, in bytes.
@@ -147,9 +148,7 @@ pub async fn backup<S: RecordSink>(
     }
 
     let mut manifest = ManifestCheck::new((server.major >= 13).then_some(options.manifest_checksums));
-    if let Ok(sysid) = server.system_identifier.parse() {
-        manifest.expect_system_identifier(sysid);
-    }
+    manifest.expect_system_identifier(server.system_identifier);
     let mut run_state = Running {
         decoder: Decoder::new(decoder_options)?,
         pipeline: Pipeline::new(server.data_directory_mode, manifest),
@@ -225,7 +224,7 @@ impl Running {
                 None => client.read_frame().await,
             };
             let frame = frame
-                .map_err(|source| PhysicalError::Interrupted { at: self.at(), source: Box::new(source) })?;
+                .map_err(|error| PhysicalError::Interrupted { at: self.at(), error: Box::new(error) })?;
             self.decoder.feed_frame(frame);
             loop {
                 let event = match self.decoder.poll_event() {
@@ -249,12 +248,12 @@ impl Running {
                         if options.wal_method == WalMethod::Stream =>
                     {
                         self.streamer =
-                            Some(stream::Streamer::start(config, server, start_lsn.0, timeline, run).await?);
+                            Some(stream::Streamer::start(config, server, start_lsn, timeline, run).await?);
                         self.pipeline.handle(event, sink).await?;
                     }
                     Event::BackupEnd { end_lsn, .. } => {
                         if let Some(s) = &self.streamer {
-                            s.stop_at(end_lsn.0);
+                            s.stop_at(end_lsn);
                         }
                         self.pipeline.handle(event, sink).await?;
                     }
@@ -272,48 +271,48 @@ pub(crate) fn slot_name(purpose: &str) -> String {
     format!("pg_plakar_{purpose}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// `SHOW` and `IDENTIFY_SYSTEM` on a replication connection.
+/// `SHOW` and `IDENTIFY_SYSTEM` on a replication connection, read by `pg_wire`'s typed readers.
 pub(crate) async fn server_facts(client: &mut Client) -> Result<ServerFacts, PhysicalError> {
     let server_version = client.parameter("server_version").unwrap_or_default().to_owned();
-    let major = client
-        .server_major()
-        .ok_or_else(|| PhysicalError::Stream(format!("unparsable server_version {server_version:?}")))?;
+    let major = client.server_major().ok_or_else(|| PhysicalError::Reply {
+        error: ResultError::Invalid {
+            command: "startup",
+            column: "server_version",
+            value: server_version.chars().take(64).collect(),
+        },
+    })?;
     if !(12..=18).contains(&major) {
         return Err(PhysicalError::Options(crate::command::OptionError::Version(major)));
     }
-    let show = |rows: Vec<pg_conn::Row>, what: &str| {
-        rows.first()
-            .and_then(|r| r.get(0))
-            .map(str::to_owned)
-            .ok_or_else(|| PhysicalError::Stream(format!("SHOW {what} returned no row")))
-    };
-    let mode_text = show(
-        client.simple_query("SHOW data_directory_mode").await.map_err(conn_err)?,
-        "data_directory_mode",
-    )?;
-    let data_directory_mode = u32::from_str_radix(&mode_text, 8)
+    let reply = |error| PhysicalError::Reply { error };
+    let mode = Show::from_result(&client.query_one("SHOW data_directory_mode").await.map_err(conn_err)?)
+        .map_err(reply)?;
+    let data_directory_mode = u32::from_str_radix(&mode.value, 8)
         .ok()
         .filter(|m| *m == 0o700 || *m == 0o750)
-        .ok_or_else(|| PhysicalError::Stream(format!("unexpected data_directory_mode {mode_text:?}")))?;
-    let seg_text =
-        show(client.simple_query("SHOW wal_segment_size").await.map_err(conn_err)?, "wal_segment_size")?;
-    let wal_segment_size =
-        crate::wal::parse_segment_size(&seg_text).map_err(|e| PhysicalError::Stream(e.to_string()))?;
-    let rows = client.simple_query("IDENTIFY_SYSTEM").await.map_err(conn_err)?;
-    let row = rows.first().ok_or_else(|| PhysicalError::Stream("IDENTIFY_SYSTEM returned no row".into()))?;
-    let system_identifier = row.get(0).unwrap_or_default().to_owned();
-    let timeline = row
-        .get(1)
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| PhysicalError::Stream("IDENTIFY_SYSTEM returned no timeline".into()))?;
+        .ok_or_else(|| invalid_setting("data_directory_mode", &mode.value))?;
+    let size = Show::from_result(&client.query_one("SHOW wal_segment_size").await.map_err(conn_err)?)
+        .map_err(reply)?;
+    let wal_segment_size = size
+        .size_bytes()
+        .filter(|&s| check_segment_size(s).is_ok())
+        .ok_or_else(|| invalid_setting("wal_segment_size", &size.value))?;
+    let id = IdentifySystem::from_result(&client.query_one("IDENTIFY_SYSTEM").await.map_err(conn_err)?)
+        .map_err(reply)?;
     Ok(ServerFacts {
         server_version,
         major,
-        system_identifier,
-        timeline,
+        system_identifier: id.systemid,
+        timeline: id.timeline,
         wal_segment_size,
         data_directory_mode,
     })
+}
+
+fn invalid_setting(column: &'static str, value: &str) -> PhysicalError {
+    PhysicalError::Reply {
+        error: ResultError::Invalid { command: "SHOW", column, value: value.chars().take(64).collect() },
+    }
 }
 
 /// Records the raw stream of the backup connection.

@@ -3,31 +3,30 @@
 //!
 //! Sequence (protocol-replication.html; `receivelog.c`): `CREATE_REPLICATION_SLOT … TEMPORARY
 //! PHYSICAL RESERVE_WAL` so nothing is recycled before we read it, `IDENTIFY_SYSTEM` (the system
-//! must be the backup's), `START_REPLICATION SLOT … <start segment> TIMELINE <tli>`, then
-//! `XLogData` into the spool with a standby status update at least every 10 seconds and at once
-//! when a keepalive asks for it, until the received position reaches the backup's end LSN.
+//! must be the backup's), `START_REPLICATION SLOT … <start segment> TIMELINE <tli>`, then the
+//! stream itself, driven by `pg_wire`'s sans-IO [`WalReceiver`] (status updates, keepalive
+//! replies, the stop at the backup's end LSN, timeline switches and server errors). The task
+//! here only moves bytes between the connection, the machine and the spool, and reads the clock.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
+use bytes::BytesMut;
 use pg_config::{Config, Replication};
 use pg_conn::Client;
-use pg_wire::message::BackendMessage;
-use pg_wire::replication::{Lsn, PgTimestamp, ReplicationMessage, StandbyStatusUpdate};
+use pg_wire::replication::receiver::{ReceiverError, ReceiverEvent, WalReceiver};
+use pg_wire::replication::{IdentifySystem, Lsn};
 use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wants};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::PhysicalError;
 use crate::source::{RunOptions, ServerFacts, slot_name};
-use crate::wal::WalSpool;
-
-/// How often a standby status update is sent when nothing asks for one.
-const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+use crate::wal::{WalError, WalSpool};
 
 /// The WAL receiver task of one backup.
 #[derive(Debug)]
 pub(crate) struct Streamer {
-    end: watch::Sender<Option<u64>>,
+    end: watch::Sender<Option<Lsn>>,
     /// The receiver task, until it has been awaited.
     task: Option<JoinHandle<Result<WalSpool, PhysicalError>>>,
     /// Its spool, once it has ended successfully.
@@ -52,7 +51,7 @@ impl Streamer {
     pub(crate) async fn start(
         config: &Config,
         server: &ServerFacts,
-        start: u64,
+        start: Lsn,
         timeline: u32,
         run: &RunOptions,
     ) -> Result<Self, PhysicalError> {
@@ -64,25 +63,17 @@ impl Streamer {
             .simple_query(&format!("CREATE_REPLICATION_SLOT {slot} TEMPORARY PHYSICAL RESERVE_WAL"))
             .await
             .map_err(failed_to("creating its temporary slot"))?;
-        let rows = client.simple_query("IDENTIFY_SYSTEM").await.map_err(failed_to("IDENTIFY_SYSTEM"))?;
-        let sysid = rows.first().and_then(|r| r.get(0)).unwrap_or_default();
-        if sysid != server.system_identifier {
-            return Err(PhysicalError::Stream(format!(
-                "the WAL connection reached system {sysid}, the backup connection system {}",
-                server.system_identifier
-            )));
+        let id = client.query_one("IDENTIFY_SYSTEM").await.map_err(failed_to("IDENTIFY_SYSTEM"))?;
+        let id = IdentifySystem::from_result(&id).map_err(|error| PhysicalError::Reply { error })?;
+        if id.systemid != server.system_identifier {
+            return Err(PhysicalError::OtherSystem { backup: server.system_identifier, wal: id.systemid });
         }
-        let spool = WalSpool::new(run.spool_dir.as_deref(), server.wal_segment_size, timeline, start)
-            .map_err(|e| PhysicalError::Stream(format!("cannot create the WAL spool: {e}")))?;
+        let spool = WalSpool::new(run.spool_dir.as_deref(), server.wal_segment_size, timeline, start)?;
         let from = spool.start_position();
-        let command = format!(
-            "START_REPLICATION SLOT {slot} PHYSICAL {:X}/{:X} TIMELINE {timeline}",
-            from >> 32,
-            from & 0xffff_ffff
-        );
+        let command = format!("START_REPLICATION SLOT {slot} PHYSICAL {from} TIMELINE {timeline}");
         client.send_query(&command).await.map_err(failed_to("sending START_REPLICATION"))?;
         let (end, end_rx) = watch::channel(None);
-        let task = tokio::spawn(receive(client, spool, end_rx));
+        let task = tokio::spawn(receive(client, spool, WalReceiver::new(from, true), end_rx));
         Ok(Self { end, task: Some(task), done: None })
     }
 
@@ -111,12 +102,13 @@ impl Streamer {
     }
 
     /// The backup ended at `lsn`: stop once everything before it has been received.
-    pub(crate) fn stop_at(&self, lsn: u64) {
+    pub(crate) fn stop_at(&self, lsn: Lsn) {
         let _ = self.end.send(Some(lsn));
     }
 
-    /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` (plus its
-    /// `archive_status/<segment>.done`) into the sink. Returns the number of segments.
+    /// Waits for the receiver, then writes every segment as `/data/pg_wal/<segment>` into the
+    /// sink, with `archive_status/<segment>.done` for each complete one. Returns the number of
+    /// segments.
     pub(crate) async fn finish_into<S: RecordSink>(mut self, sink: &mut S) -> Result<usize, PhysicalError> {
         let mut spool = match (self.done.take(), self.task.take()) {
             (Some(spool), _) => spool,
@@ -124,8 +116,11 @@ impl Streamer {
             (None, None) => return Err(PhysicalError::internal("the WAL receiver already failed")),
         };
         let segments = spool.finish()?;
+        // The last segment is complete only if the stream stopped on a segment boundary.
+        let complete =
+            segments.len().saturating_sub(usize::from(spool.position().0 % spool.segment_size() != 0));
         let now = SystemTime::now();
-        for (name, path) in &segments {
+        for (i, (name, path)) in segments.iter().enumerate() {
             let meta = Metadata::new(0o600, now);
             let size = spool.segment_size();
             let record = Record {
@@ -134,15 +129,12 @@ impl Streamer {
                 meta: meta.clone(),
             };
             if sink.record(&record).await? == Wants::Body {
-                let mut file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| PhysicalError::Stream(format!("WAL spool {}: {e}", path.display())))?;
+                let io = |error| WalError::Io { path: path.clone(), error };
+                let mut file = tokio::fs::File::open(path).await.map_err(io)?;
                 let mut sent = 0u64;
                 loop {
                     let mut buf = bytes::BytesMut::with_capacity(1 << 20);
-                    let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf)
-                        .await
-                        .map_err(|e| PhysicalError::Stream(format!("WAL spool {}: {e}", path.display())))?;
+                    let n = tokio::io::AsyncReadExt::read_buf(&mut file, &mut buf).await.map_err(io)?;
                     if n == 0 {
                         break;
                     }
@@ -154,13 +146,17 @@ impl Streamer {
                     }
                 }
                 if sent != size {
-                    return Err(PhysicalError::Stream(format!(
-                        "WAL segment {name}: {sent} bytes in the spool"
-                    )));
+                    return Err(WalError::Short { segment: name.clone(), read: sent, expected: size }.into());
                 }
             }
             sink.end_file().await?;
             spool.remove(name).ok();
+            // Only complete segments are marked archived, as pg_basebackup does (receivelog.c):
+            // the one still being written when the backup ended gets more WAL once restored,
+            // and a `.done` would let the restored server recycle it without archiving it.
+            if i >= complete {
+                continue;
+            }
             let done = Record {
                 path: RecordPath::new(format!("/data/pg_wal/archive_status/{name}.done")).expect("valid"),
                 kind: EntryKind::File { size: Some(0) },
@@ -173,119 +169,133 @@ impl Streamer {
     }
 }
 
-/// A standby status update confirming `position` as written and flushed (we hold a slot, so
-/// confirming advances it, as pg_basebackup does), nothing applied.
-async fn send_status(client: &mut Client, position: u64) -> Result<(), PhysicalError> {
-    let update = StandbyStatusUpdate {
-        write: Lsn(position),
-        flush: Lsn(position),
-        apply: Lsn::INVALID,
-        client_time: PgTimestamp::from_system_time(SystemTime::now()),
-        reply_requested: false,
-    };
-    client.send_encoded(|out| update.encode(out)).await.map_err(|e| lost(e, position))
-}
-
-fn lsn_text(v: u64) -> String {
-    format!("{:X}/{:X}", v >> 32, v & 0xffff_ffff)
-}
-
 /// The WAL connection failed: say which connection, and how far it had got.
-fn lost(e: pg_conn::Error, position: u64) -> PhysicalError {
-    PhysicalError::WalConnection { at: format!("at {}", lsn_text(position)), source: Box::new(e) }
+fn lost(error: pg_conn::Error, position: Lsn) -> PhysicalError {
+    PhysicalError::WalConnection { at: format!("at {position}"), error: Box::new(error) }
 }
 
 /// The WAL connection failed while `doing` something before streaming.
 fn failed_to(doing: &'static str) -> impl FnOnce(pg_conn::Error) -> PhysicalError {
-    move |source| PhysicalError::WalConnection { at: doing.to_owned(), source: Box::new(source) }
+    move |error| PhysicalError::WalConnection { at: doing.to_owned(), error: Box::new(error) }
 }
 
+/// Runs the stream to its end; the spool then holds everything up to the backup's end LSN.
+///
+/// When the server ends the stream of our timeline first (the standby we stream from was
+/// promoted), `pg_basebackup` follows the switch (`receivelog.c`), but a backup whose standby was
+/// promoted in the middle cannot succeed: the server fails it ("the standby was promoted during
+/// online backup") and that is the error to report. So the receiver then waits for the backup's
+/// outcome: the backup fails (and cancels this task), or it ends, and its end must already have
+/// been received.
 async fn receive(
     mut client: Client,
     mut spool: WalSpool,
-    mut end: watch::Receiver<Option<u64>>,
+    mut machine: WalReceiver,
+    mut end: watch::Receiver<Option<Lsn>>,
 ) -> Result<WalSpool, PhysicalError> {
-    // CopyBothResponse first (an error, e.g. a removed segment, may follow it).
-    loop {
-        let frame = client.read_frame().await.map_err(|e| lost(e, spool.position()))?;
-        match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
-            BackendMessage::CopyBothResponse(_) => break,
-            BackendMessage::NoticeResponse(n) => tracing::warn!("WAL stream: {n}"),
-            BackendMessage::ErrorResponse(e) => {
-                return Err(PhysicalError::Stream(format!("START_REPLICATION failed: {e}")));
+    match stream(&mut client, &mut spool, &mut machine, &mut end).await {
+        Ok(()) => {
+            // The command is over and the connection idle; the temporary slot dies with it.
+            let _ = client.close().await;
+            Ok(spool)
+        }
+        Err(StreamError::Receiver(ReceiverError::TimelineEnded { at, next_timeline, .. })) => {
+            let _ = client.close().await;
+            tracing::info!(
+                "WAL stream: the server ended timeline at {at}{}",
+                next_timeline
+                    .map_or_else(String::new, |(tli, lsn)| format!(" (timeline {tli} starts at {lsn})"))
+            );
+            let backup_end = match machine.end() {
+                Some(lsn) => lsn,
+                None => loop {
+                    if end.changed().await.is_err() {
+                        return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
+                    }
+                    if let Some(lsn) = *end.borrow_and_update() {
+                        break lsn;
+                    }
+                },
+            };
+            if at >= backup_end {
+                return Ok(spool);
             }
-            other => {
-                return Err(PhysicalError::Stream(format!(
-                    "unexpected {} before the WAL stream",
-                    other.name()
-                )));
-            }
+            let error = ReceiverError::TimelineEnded { at, end: Some(backup_end), next_timeline };
+            Err(PhysicalError::WalStream { error })
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Why [`stream`] stopped: the receiver's error, or one of the shell's (lost connection, spool).
+enum StreamError {
+    Receiver(ReceiverError),
+    Other(PhysicalError),
+}
+
+impl From<PhysicalError> for StreamError {
+    fn from(e: PhysicalError) -> Self {
+        Self::Other(e)
+    }
+}
+
+impl From<WalError> for StreamError {
+    fn from(e: WalError) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+impl From<StreamError> for PhysicalError {
+    fn from(e: StreamError) -> Self {
+        match e {
+            StreamError::Receiver(error) => PhysicalError::WalStream { error },
+            StreamError::Other(e) => e,
         }
     }
-    let mut last_status = Instant::now();
+}
+
+/// Moves frames from the connection to `machine`, its WAL into the spool and what it asks to
+/// send back to the connection, waking up for the machine's deadline and for the backup's end.
+async fn stream(
+    client: &mut Client,
+    spool: &mut WalSpool,
+    machine: &mut WalReceiver,
+    end: &mut watch::Receiver<Option<Lsn>>,
+) -> Result<(), StreamError> {
+    let mut out = BytesMut::new();
     loop {
-        let reached = end.borrow().is_some_and(|e| spool.position() >= e);
-        if reached {
-            send_status(&mut client, spool.position()).await?;
-            client.send_copy_done().await.map_err(|e| lost(e, spool.position()))?;
-            break;
-        }
-        if last_status.elapsed() >= STATUS_INTERVAL {
-            send_status(&mut client, spool.position()).await?;
-            last_status = Instant::now();
-        }
+        machine.poll(SystemTime::now(), &mut out).map_err(StreamError::Receiver)?;
+        send(client, &mut out, machine.position()).await?;
+        // The machine's next status update; a deadline in the past means now.
+        let sleep = machine.deadline().map(|d| d.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO));
         let frame = tokio::select! {
-            frame = client.read_frame() => frame.map_err(|e| lost(e, spool.position()))?,
-            changed = end.changed() => {
+            frame = client.read_frame() => frame.map_err(|e| lost(e, machine.position()))?,
+            changed = end.changed(), if machine.end().is_none() => {
                 if changed.is_err() {
-                    return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()));
+                    return Err(PhysicalError::Internal("the backup stopped waiting for its WAL".into()).into());
+                }
+                if let Some(lsn) = *end.borrow_and_update() {
+                    machine.stop_at(lsn);
                 }
                 continue;
             }
-            () = tokio::time::sleep(STATUS_INTERVAL) => continue,
+            () = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => continue,
         };
-        match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
-            BackendMessage::CopyData(body) => {
-                match ReplicationMessage::parse(body)
-                    .map_err(|e| PhysicalError::Stream(format!("WAL stream: {e}")))?
-                {
-                    ReplicationMessage::XLogData(x) => spool.write(x.wal_start.0, &x.data)?,
-                    ReplicationMessage::PrimaryKeepalive(k) if k.reply_requested => {
-                        send_status(&mut client, spool.position()).await?;
-                        last_status = Instant::now();
-                    }
-                    ReplicationMessage::PrimaryKeepalive(_) => {}
-                }
-            }
-            BackendMessage::NoticeResponse(n) => tracing::warn!("WAL stream: {n}"),
-            BackendMessage::ErrorResponse(e) => {
-                return Err(PhysicalError::Stream(format!(
-                    "WAL streaming connection, at {}: {e}",
-                    lsn_text(spool.position())
-                )));
-            }
-            BackendMessage::CopyDone => {
-                return Err(PhysicalError::Stream(
-                    "the server ended the WAL stream before the backup's end (timeline switch?)".into(),
-                ));
-            }
-            other => {
-                return Err(PhysicalError::Stream(format!("unexpected {} in the WAL stream", other.name())));
-            }
+        match machine.handle(frame, SystemTime::now(), &mut out).map_err(StreamError::Receiver)? {
+            Some(ReceiverEvent::Wal(x)) => spool.write(x.wal_start, &x.data)?,
+            Some(ReceiverEvent::Notice(n)) => tracing::warn!("WAL stream: {n}"),
+            Some(ReceiverEvent::Finished) => return Ok(()),
+            None => {}
         }
+        send(client, &mut out, machine.position()).await?;
     }
-    // Drain to ReadyForQuery: the server may still send keepalives, its CopyDone and the
-    // command completions. The temporary slot dies with the connection.
-    loop {
-        let frame = client.read_frame().await.map_err(|e| lost(e, spool.position()))?;
-        match BackendMessage::parse(frame).map_err(|e| PhysicalError::Stream(e.to_string()))? {
-            BackendMessage::ReadyForQuery(_) => break,
-            BackendMessage::ErrorResponse(e) => {
-                return Err(PhysicalError::Stream(format!("WAL stream end: {e}")));
-            }
-            _ => {}
-        }
+}
+
+/// Sends what the machine appended to `out`, if anything.
+async fn send(client: &mut Client, out: &mut BytesMut, position: Lsn) -> Result<(), PhysicalError> {
+    if out.is_empty() {
+        return Ok(());
     }
-    let _ = client.close().await;
-    Ok(spool)
+    let bytes = out.split();
+    client.send_encoded(|buf| buf.extend_from_slice(&bytes)).await.map_err(|e| lost(e, position))
 }

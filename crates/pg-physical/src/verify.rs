@@ -6,9 +6,38 @@
 //! number of files, not with their size — and the whole list is checked once the manifest has
 //! arrived: same files, same sizes, same checksums, WAL ranges covering the backup.
 
-use pg_backup_manifest::{ChecksumAlgorithm, FileHasher, Verifier};
+use pg_backup_manifest::{ChecksumAlgorithm, FileHasher, Mismatch, Verifier, VerifyError};
 
-use crate::PhysicalError;
+/// How many mismatches an error message shows.
+const MISMATCHES_SHOWN: usize = 10;
+
+/// Why the backup does not match its `backup_manifest`.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestFailure {
+    /// A received file the verifier cannot record (a path that is not plain, too many files).
+    #[error("{0}")]
+    Received(VerifyError),
+    /// The manifest is larger than the limit.
+    #[error("backup_manifest is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The server (13 or later) sent no manifest.
+    #[error("the server sent no backup_manifest")]
+    Missing,
+    /// The backup and the manifest disagree (every mismatch is kept; the message shows the
+    /// first ten).
+    #[error("{}", show_mismatches(.0))]
+    Mismatches(Vec<Mismatch>),
+}
+
+fn show_mismatches(mismatches: &[Mismatch]) -> String {
+    let shown: Vec<String> = mismatches.iter().take(MISMATCHES_SHOWN).map(ToString::to_string).collect();
+    let more = mismatches.len().saturating_sub(shown.len());
+    let tail = if more > 0 { format!(" (and {more} more)") } else { String::new() };
+    format!("{}{tail}", shown.join("; "))
+}
 
 /// The running hash of one file.
 #[derive(Debug)]
@@ -51,11 +80,11 @@ impl ManifestCheck {
     }
 
     /// A file has been received whole.
-    pub fn file_received(&mut self, manifest_path: String, check: FileCheck) -> Result<(), PhysicalError> {
+    pub fn file_received(&mut self, manifest_path: String, check: FileCheck) -> Result<(), ManifestFailure> {
         if let Some(verifier) = &mut self.verifier {
             verifier
                 .file_received_digest(manifest_path.as_bytes(), check.0.finish_digest())
-                .map_err(|e| PhysicalError::Manifest(e.to_string()))?;
+                .map_err(ManifestFailure::Received)?;
         }
         Ok(())
     }
@@ -68,12 +97,9 @@ impl ManifestCheck {
     }
 
     /// A piece of the manifest.
-    pub fn manifest_data(&mut self, bytes: &[u8]) -> Result<(), PhysicalError> {
+    pub fn manifest_data(&mut self, bytes: &[u8]) -> Result<(), ManifestFailure> {
         if self.manifest.len() + bytes.len() > self.limit {
-            return Err(PhysicalError::Manifest(format!(
-                "backup_manifest is larger than {} bytes",
-                self.limit
-            )));
+            return Err(ManifestFailure::TooLarge { limit: self.limit });
         }
         self.manifest.extend_from_slice(bytes);
         Ok(())
@@ -86,20 +112,15 @@ impl ManifestCheck {
         &mut self,
         start: Option<(u64, u32)>,
         end: Option<(u64, u32)>,
-    ) -> Result<u64, PhysicalError> {
+    ) -> Result<u64, ManifestFailure> {
         let Some(verifier) = self.verifier.take() else {
             return Ok(0);
         };
         if self.manifest.is_empty() {
-            return Err(PhysicalError::Manifest("the server sent no backup_manifest".into()));
+            return Err(ManifestFailure::Missing);
         }
         let manifest = std::mem::take(&mut self.manifest);
-        let report = verifier.finish(&manifest, start, end).map_err(|mismatches| {
-            let shown: Vec<String> = mismatches.iter().take(10).map(|m| m.to_string()).collect();
-            let more = mismatches.len().saturating_sub(shown.len());
-            let tail = if more > 0 { format!(" (and {more} more)") } else { String::new() };
-            PhysicalError::Manifest(format!("{}{tail}", shown.join("; ")))
-        })?;
+        let report = verifier.finish(&manifest, start, end).map_err(ManifestFailure::Mismatches)?;
         Ok(report.files_verified)
     }
 }

@@ -213,7 +213,7 @@ async fn terminate_walsender(cluster: &TestCluster, state_filter: &str) {
     }
 }
 
-async fn killed_walsender(major: u32, wal_method: WalMethod, state_filter: &str) -> String {
+async fn killed_walsender(major: u32, wal_method: WalMethod, state_filter: &str) -> (String, PhysicalError) {
     let cluster = TestCluster::start(major).unwrap();
     let target = Target::new();
     // ~25 MB at 128 kB/s: minutes, so the backup is surely running when its walsender dies.
@@ -231,18 +231,24 @@ async fn killed_walsender(major: u32, wal_method: WalMethod, state_filter: &str)
     let needle = text.lines().next().unwrap().chars().take(40).collect::<String>();
     target.assert_aborted(&needle);
     assert_server_clean(&cluster).await;
-    text
+    (text, err)
 }
 
 per_major!(async fn terminated_backup_walsender(major) {
-    let text = killed_walsender(major, WalMethod::Fetch, "state = 'backup'").await;
+    let (text, _) = killed_walsender(major, WalMethod::Fetch, "state = 'backup'").await;
     assert!(text.contains("terminating connection due to administrator command"), "{text}");
     assert!(text.contains("in archive"), "where: {text}");
 });
 
 per_major!(async fn terminated_wal_streaming_walsender(major) {
-    let text = killed_walsender(major, WalMethod::Stream, "state in ('catchup', 'streaming')").await;
+    let (text, err) = killed_walsender(major, WalMethod::Stream, "state in ('catchup', 'streaming')").await;
     assert!(text.contains("WAL streaming connection"), "which connection: {text}");
+    // The server's error on the WAL connection keeps its SQLSTATE and says how far the stream
+    // had got (when the server had time to send it before closing the socket).
+    if text.contains("57P01") {
+        assert_eq!(err.code(), Some("57P01"), "{text}");
+        assert!(text.contains("the server failed the WAL stream at "), "{text}");
+    }
 });
 
 per_major!(async fn no_walsender_left_for_the_wal_connection(major) {

@@ -141,7 +141,7 @@ impl RecordingMeta {
 pub enum RecordingError {
     /// IO error of the underlying reader or writer.
     #[error("recording IO: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// Not a `PGPRECv1` recording.
     #[error("not a PGPRECv1 recording (bad magic)")]
     BadMagic,
@@ -156,6 +156,13 @@ pub enum RecordingError {
         /// What is wrong.
         detail: String,
     },
+}
+
+// The message shows the IO error, so it is not returned again from `source()`.
+impl From<std::io::Error> for RecordingError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
 }
 
 /// Writes a recording.

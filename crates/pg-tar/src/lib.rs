@@ -456,7 +456,7 @@ pub mod fuzzing {
         if matches!(h.kind, EntryKind::Directory | EntryKind::Symlink) {
             assert_eq!(h.size, 0, "a directory or symlink with data");
         }
-        assert!(h.padding() < BLOCK_LEN as u64 && (h.size + h.padding()) % BLOCK_LEN as u64 == 0);
+        assert!(h.padding() < BLOCK_LEN as u64 && (h.size + h.padding()).is_multiple_of(BLOCK_LEN as u64));
     }
 
     /// Reads `data[1..]` as a tar stream twice, in one piece and in pieces whose sizes are drawn

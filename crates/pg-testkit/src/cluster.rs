@@ -182,6 +182,16 @@ fn run_initdb(major: u32, bin_dir: &Path, data: &Path, args: &[String], ids: (u3
     Ok(())
 }
 
+/// Where a new cluster's data directory comes from.
+enum Origin {
+    /// A copy of the cached `initdb` template.
+    Template,
+    /// An existing directory (a restored backup).
+    Existing(PathBuf),
+    /// A base backup of a running primary, made a streaming standby of it.
+    StandbyOf { socket_dir: PathBuf, port: u16 },
+}
+
 /// A running throwaway PostgreSQL server; stopped and removed on drop (also after a panic, when
 /// its log is printed to stderr).
 pub struct TestCluster {
@@ -222,7 +232,7 @@ impl TestCluster {
     pub fn start_with(major: u32, options: ClusterOptions) -> Result<TestCluster> {
         options.validate()?;
         match crate::Backend::from_env()? {
-            crate::Backend::Local => TestCluster::start_local(major, options, None),
+            crate::Backend::Local => TestCluster::start_local(major, options, Origin::Template),
             #[cfg(feature = "testcontainers")]
             crate::Backend::Docker => crate::docker::start(major, options),
         }
@@ -244,10 +254,27 @@ impl TestCluster {
         if !data_dir.join("PG_VERSION").is_file() {
             return Err(Error::Config(format!("{} is not a PostgreSQL data directory", data_dir.display())));
         }
-        TestCluster::start_local(major, options, Some(data_dir))
+        TestCluster::start_local(major, options, Origin::Existing(data_dir))
     }
 
-    fn start_local(major: u32, options: ClusterOptions, existing: Option<PathBuf>) -> Result<TestCluster> {
+    /// Starts a streaming hot standby of `primary` (local backend): a `pg_basebackup -X stream
+    /// -R` of it (`standby.signal`, `primary_conninfo` over the primary's socket) into this
+    /// cluster's own directory, then started like [`TestCluster::start_existing`] with
+    /// `options`; returns once the standby accepts connections (`pg_is_in_recovery()` is true
+    /// until it is promoted, e.g. with `select pg_promote()`). The primary must not be
+    /// restarted meanwhile (a restart changes its port). Users and tablespaces of `options` are
+    /// not created: the standby has the primary's.
+    pub fn start_standby(primary: &TestCluster, options: ClusterOptions) -> Result<TestCluster> {
+        options.validate()?;
+        let origin = Origin::StandbyOf { socket_dir: primary.socket_dir.clone(), port: primary.port };
+        TestCluster::start_local(primary.major, options, origin)
+    }
+
+    fn start_local(major: u32, options: ClusterOptions, origin: Origin) -> Result<TestCluster> {
+        let existing = match &origin {
+            Origin::Existing(dir) => Some(dir.clone()),
+            Origin::Template | Origin::StandbyOf { .. } => None,
+        };
         let root = harness_root();
         let clusters = root.join("clusters");
         make_public_dir(&clusters)?;
@@ -292,12 +319,40 @@ impl TestCluster {
             docker: None,
         };
         // From here on, Drop cleans up whatever fails.
-        cluster.prepare(&options, existing.is_some())?;
+        if let Origin::StandbyOf { socket_dir, port } = &origin {
+            cluster.base_backup_of(socket_dir, *port)?;
+        }
+        cluster.prepare(&options, !matches!(origin, Origin::Template))?;
         cluster.spawn()?;
-        if existing.is_none() {
+        if matches!(origin, Origin::Template) {
             cluster.create_objects(&options)?;
         }
         Ok(cluster)
+    }
+
+    /// Fills the (absent) data directory with a `pg_basebackup -X stream -R` of the server at
+    /// `socket_dir`/`port`, of this cluster's major (14's client for 12 and 13, which have no
+    /// tool set here).
+    fn base_backup_of(&mut self, socket_dir: &Path, port: u16) -> Result<()> {
+        let tool = paths::client_bin_for_major("pg_basebackup", self.major.max(14))?;
+        let out = Command::new(&tool)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .args(["--no-sync", "-c", "fast", "-X", "stream", "-R", "-D"])
+            .arg(&self.data_dir)
+            .arg("-h")
+            .arg(socket_dir)
+            .args(["-p", &port.to_string(), "-U", "postgres"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io(format!("running {}", tool.display())))?;
+        if !out.status.success() {
+            return Err(self.server_error(&format!(
+                "pg_basebackup of the primary for a standby failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )));
+        }
+        Ok(())
     }
 
     /// Lays out the data directory, TLS files and configuration.
@@ -331,7 +386,7 @@ impl TestCluster {
             if !out.status.success() {
                 return Err(Error::Io {
                     what: format!("cp -a {} {}", template.display(), self.data_dir.display()),
-                    source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
+                    error: std::io::Error::other(String::from_utf8_lossy(&out.stderr).into_owned()),
                 });
             }
         }

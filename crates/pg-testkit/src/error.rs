@@ -6,12 +6,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file-system or process operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What the harness was doing, with the path involved.
         what: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The server binaries of a selected major are not installed.
     #[error("PostgreSQL {major} server binaries not found in {}: run scripts/setup-postgres", dir.display())]
@@ -58,7 +58,7 @@ pub enum Error {
     },
     /// Generating TLS keys or certificates failed.
     #[error("generating TLS material: {0}")]
-    Tls(#[from] rcgen::Error),
+    Tls(rcgen::Error),
     /// The Docker backend failed.
     #[error("docker backend: {0}")]
     Docker(String),
@@ -78,5 +78,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Wraps an `io::Error` with a description of what was being done.
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();
-    move |source| Error::Io { what, source }
+    move |error| Error::Io { what, error }
+}
+
+// The message shows the rcgen error, so it is not returned again from `source()`.
+impl From<rcgen::Error> for Error {
+    fn from(e: rcgen::Error) -> Self {
+        Self::Tls(e)
+    }
 }

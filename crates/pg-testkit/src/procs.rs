@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 pub fn give_to_server_user(path: &Path) -> Result<()> {
     let (uid, gid) = server_user_ids()?;
     chown_tree(path, uid, gid)
-        .map_err(|e| crate::Error::Io { what: format!("chown -R {}", path.display()), source: e })
+        .map_err(|e| crate::Error::Io { what: format!("chown -R {}", path.display()), error: e })
 }
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {

@@ -33,7 +33,7 @@ pub fn piece_sizes(seed: u64, max: usize) -> impl Iterator<Item = usize> {
 }
 
 /// `data` cut into pieces of the given sizes (the last one possibly shorter).
-pub fn split_by<'a>(data: &'a [u8], sizes: impl Iterator<Item = usize>) -> Vec<&'a [u8]> {
+pub fn split_by(data: &[u8], sizes: impl Iterator<Item = usize>) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut rest = data;
     let mut sizes = sizes;

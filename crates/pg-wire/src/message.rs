@@ -32,12 +32,12 @@ pub enum MessageError {
         reason: &'static str,
     },
     /// An `ErrorResponse` or `NoticeResponse` whose field list is malformed.
-    #[error("malformed {message} message: {source}")]
+    #[error("malformed {message} message: {error}")]
     ErrorFields {
         /// `ErrorResponse` or `NoticeResponse`.
         message: &'static str,
         /// The field-level problem.
-        source: ErrorFieldsError,
+        error: ErrorFieldsError,
     },
     /// A tag no backend message uses.
     #[error("unknown backend message tag '{}' (0x{tag:02x})", char::from(*tag).escape_default())]
@@ -487,11 +487,11 @@ impl BackendMessage {
             }
             b'E' => Self::ErrorResponse(
                 DbError::parse(body)
-                    .map_err(|source| MessageError::ErrorFields { message: "ErrorResponse", source })?,
+                    .map_err(|error| MessageError::ErrorFields { message: "ErrorResponse", error })?,
             ),
             b'N' => Self::NoticeResponse(
                 DbError::parse(body)
-                    .map_err(|source| MessageError::ErrorFields { message: "NoticeResponse", source })?,
+                    .map_err(|error| MessageError::ErrorFields { message: "NoticeResponse", error })?,
             ),
             b'v' => {
                 let mut r = Reader::new(body, "NegotiateProtocolVersion");

@@ -3,10 +3,19 @@
 
 use std::process::{Command, Output};
 
-use pg_testkit::{ClusterOptions, ScratchDir, TestCluster, per_major};
+use pg_testkit::{Auth, ClusterOptions, ScratchDir, TestCluster, User, per_major};
 
 fn pgplakar(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgplakar")).args(args).env("RUST_LOG", "warn").output().unwrap()
+    pgplakar_env(args, &[])
+}
+
+fn pgplakar_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgplakar"));
+    command.args(args).env("RUST_LOG", "warn").env("NO_COLOR", "1");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
 }
 
 fn ok(out: Output) -> String {
@@ -122,4 +131,68 @@ fn a_metadata_failure_fails_the_backup() {
     let data2 = scratch.path().join("pgdata2");
     ok(pgplakar(&["backup", "-d", &conn, "-D", data2.to_str().unwrap()]));
     assert!(data2.join("PG_VERSION").exists());
+}
+
+/// The error line the CLI printed (`{:#}`: the error and its chain of causes), without the log
+/// prefix.
+fn error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "pgplakar succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.contains("ERROR")).unwrap_or_else(|| panic!("no error in {stderr}"));
+    line.split_once("ERROR ").map_or(line, |(_, msg)| msg).to_owned()
+}
+
+/// Each cause appears once: `text` occurs exactly once in `line`, and no run of 20 bytes of the
+/// line occurs twice (an error whose message shows its cause and also returns it from
+/// `source()` prints that cause twice under `{:#}`).
+fn assert_each_cause_once(line: &str, causes: &[&str]) {
+    for cause in causes {
+        assert_eq!(line.matches(cause).count(), 1, "{cause:?} should appear once in: {line}");
+    }
+    const RUN: usize = 20;
+    let bytes = line.as_bytes();
+    for i in 0..bytes.len().saturating_sub(RUN) {
+        let run = &bytes[i..i + RUN];
+        let again = bytes[i + 1..].windows(RUN).any(|w| w == run);
+        assert!(!again, "{:?} is repeated in: {line}", String::from_utf8_lossy(run));
+    }
+}
+
+#[test]
+fn nested_errors_show_each_cause_once() {
+    let scratch = ScratchDir::new().unwrap();
+    // Nothing listens on port 1: the socket error, under the connection error, under the step
+    // (the base backup alone, or the metadata first).
+    let refused = "postgres+bin://alice@127.0.0.1:1?sslmode=disable";
+    for (i, metadata) in [false, true].into_iter().enumerate() {
+        let data = scratch.path().join(format!("refused{i}"));
+        let meta = scratch.path().join(format!("refused-meta{i}"));
+        let mut args = vec!["backup", "-d", refused, "-D", data.to_str().unwrap()];
+        if metadata {
+            args.extend(["--metadata-dir", meta.to_str().unwrap()]);
+        }
+        let line = error_line(&pgplakar(&args));
+        assert_each_cause_once(&line, &["Connection refused", "port 1", "failed during connect"]);
+        assert!(line.contains(if metadata { "cluster metadata" } else { "base backup failed" }), "{line}");
+    }
+
+    // A wrong password: the server's FATAL, with its SQLSTATE, under the authentication step.
+    let options =
+        ClusterOptions::new().auth(Auth::ScramSha256).user(User::new("alice").password("right-secret"));
+    let cluster = TestCluster::start_with(17, options).unwrap();
+    let conn = format!("postgres+bin://alice@127.0.0.1:{}?sslmode=disable", cluster.port());
+    for (i, metadata) in [false, true].into_iter().enumerate() {
+        let data = scratch.path().join(format!("password{i}"));
+        let meta = scratch.path().join(format!("password-meta{i}"));
+        let mut args = vec!["backup", "-d", &conn, "-D", data.to_str().unwrap()];
+        if metadata {
+            args.extend(["--metadata-dir", meta.to_str().unwrap()]);
+        }
+        let out = pgplakar_env(&args, &[("PGPASSWORD", "wrong-secret")]);
+        let line = error_line(&out);
+        assert_each_cause_once(&line, &["password authentication failed for user \"alice\"", "28P01"]);
+        assert!(line.contains("failed during authentication"), "{line}");
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!all.contains("wrong-secret") && !all.contains("right-secret"), "a password in: {all}");
+    }
 }

@@ -159,13 +159,12 @@ pub enum Flow {
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// An I/O error on the sink's side, with the path it concerned.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The record (or sink location) the error concerns.
         path: String,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The source broke the record protocol (data without a file, a second `record` before
     /// `end_file`, …). This is a bug in the source.

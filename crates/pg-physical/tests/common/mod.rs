@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 
 /// Runs `cmd` to completion; fails the test with its output unless it succeeded. Returns stdout.
+#[allow(dead_code)] // not every test file that includes this module runs commands
 pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.stdin(Stdio::null()).output().unwrap();
     assert!(

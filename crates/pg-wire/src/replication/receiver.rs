@@ -90,9 +90,9 @@ pub enum ReceiverError {
     /// The server ended the stream before the end LSN: its timeline ended (the server was
     /// promoted or follows a new primary), so the WAL the backup needs is not on this timeline.
     #[error(
-        "the server ended the WAL stream at {at}, before {}: its timeline ended{}",
+        "the server ended the WAL stream at {at}, before {}: its timeline ended{} (was the server promoted?)",
         end.map_or_else(|| "the backup's end".to_owned(), |e| format!("the backup's end {e}")),
-        next_timeline.map_or_else(String::new, |(tli, lsn)| format!(" (timeline {tli} starts at {lsn})"))
+        next_timeline.map_or_else(String::new, |(tli, lsn)| format!("; timeline {tli} starts at {lsn}"))
     )]
     TimelineEnded {
         /// Everything before this position had been received.

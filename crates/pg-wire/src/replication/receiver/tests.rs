@@ -268,7 +268,7 @@ fn a_timeline_switch_is_an_error() {
     assert_eq!(
         err.to_string(),
         "the server ended the WAL stream at 0/3000200, before the backup's end 0/3001000: its timeline \
-         ended (timeline 2 starts at 0/3000200)"
+         ended; timeline 2 starts at 0/3000200 (was the server promoted?)"
     );
     assert_eq!(r.phase(), Phase::Failed);
 
