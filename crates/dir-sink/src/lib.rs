@@ -579,7 +579,12 @@ impl OpenFile {
         }
         let (Ok(offset), Ok(len)) = (i64::try_from(self.hinted), i64::try_from(len)) else { return };
         // Only a hint: an error here costs nothing but the early start.
-        let _ = nix::fcntl::posix_fadvise(&self.file, offset, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        let _ = nix::fcntl::posix_fadvise(
+            &self.file,
+            offset,
+            len,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
         self.hinted = self.written;
     }
 }

@@ -60,7 +60,14 @@ impl TreeSink {
             Err(e) => return Err(io_err(&root, e)),
         };
         fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(&root, e))?;
-        Ok(Self { root, made_root, current: None, written: Vec::new(), dirs: Vec::new(), stats: Default::default() })
+        Ok(Self {
+            root,
+            made_root,
+            current: None,
+            written: Vec::new(),
+            dirs: Vec::new(),
+            stats: Default::default(),
+        })
     }
 
     /// What has been written so far.
@@ -77,7 +84,7 @@ impl TreeSink {
             return Ok(());
         }
         if let Some(parent) = dir.parent() {
-            self.make_dir(&parent.to_owned())?;
+            self.make_dir(parent)?;
         }
         fs::create_dir(dir).map_err(|e| io_err(dir, e))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| io_err(dir, e))?;
@@ -99,12 +106,13 @@ impl RecordSink for TreeSink {
                 }
                 Ok(Wants::Body)
             }
-            EntryKind::Symlink { .. } => {
-                Err(SinkError::Refused(format!("{}: this sink writes files and directories only", record.path)))
-            }
+            EntryKind::Symlink { .. } => Err(SinkError::Refused(format!(
+                "{}: this sink writes files and directories only",
+                record.path
+            ))),
             EntryKind::File { .. } => {
                 if let Some(parent) = path.parent() {
-                    self.make_dir(&parent.to_owned())?;
+                    self.make_dir(parent)?;
                 }
                 let mut partial = path.clone().into_os_string();
                 partial.push(PARTIAL);
@@ -178,7 +186,11 @@ mod tests {
     use super::*;
 
     fn rec(path: &str) -> Record {
-        Record { path: RecordPath::new(path).unwrap(), kind: EntryKind::File { size: None }, meta: Metadata::synthetic_file() }
+        Record {
+            path: RecordPath::new(path).unwrap(),
+            kind: EntryKind::File { size: None },
+            meta: Metadata::synthetic_file(),
+        }
     }
 
     #[tokio::test]

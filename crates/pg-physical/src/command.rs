@@ -143,7 +143,9 @@ impl BackupOptions {
         }
         if let Some(slot) = &self.slot {
             if self.wal_method != WalMethod::Stream {
-                return Err(OptionError::Slot("a replication slot can only be used with WAL streaming (-X stream)".into()));
+                return Err(OptionError::Slot(
+                    "a replication slot can only be used with WAL streaming (-X stream)".into(),
+                ));
             }
             let valid = !slot.is_empty()
                 && slot.len() < 64
@@ -327,7 +329,11 @@ mod tests {
     #[test]
     fn slots_need_streaming_and_a_plain_name() {
         let stream = BackupOptions { wal_method: WalMethod::Stream, ..Default::default() };
-        let with = |slot: &str, create| BackupOptions { slot: Some(slot.into()), create_slot: create, ..stream.clone() };
+        let with = |slot: &str, create| BackupOptions {
+            slot: Some(slot.into()),
+            create_slot: create,
+            ..stream.clone()
+        };
         assert!(with("standby_1", true).check().is_ok());
         assert!(with("Bad-Name", false).check().unwrap_err().to_string().contains("is invalid"));
         assert!(with(&"x".repeat(64), false).check().is_err());
@@ -336,6 +342,9 @@ mod tests {
         let nameless = BackupOptions { create_slot: true, ..stream.clone() };
         assert!(nameless.check().unwrap_err().to_string().contains("--slot"));
         // The slot does not change the BASE_BACKUP command.
-        assert_eq!(with("s", true).command(17), BackupOptions { wal_method: WalMethod::Stream, ..Default::default() }.command(17));
+        assert_eq!(
+            with("s", true).command(17),
+            BackupOptions { wal_method: WalMethod::Stream, ..Default::default() }.command(17)
+        );
     }
 }

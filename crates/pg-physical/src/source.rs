@@ -306,8 +306,10 @@ impl Running {
                     Event::BackupStart { start_lsn, timeline, .. }
                         if options.wal_method == WalMethod::Stream =>
                     {
-                        self.streamer =
-                            Some(stream::Streamer::start(config, server, start_lsn, timeline, run, options).await?);
+                        self.streamer = Some(
+                            stream::Streamer::start(config, server, start_lsn, timeline, run, options)
+                                .await?,
+                        );
                         self.pipeline.handle(event, sink).await?;
                     }
                     Event::BackupEnd { end_lsn, .. } => {

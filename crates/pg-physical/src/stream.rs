@@ -19,8 +19,8 @@ use record_sink::{EntryKind, Flow, Metadata, Record, RecordPath, RecordSink, Wan
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::PhysicalError;
 use crate::BackupOptions;
+use crate::PhysicalError;
 use crate::source::{RunOptions, ServerFacts, slot_name};
 use crate::timeout;
 use crate::wal::{WalError, WalSpool};

@@ -156,7 +156,9 @@ fn parse_compression(spec: Option<&str>) -> Result<Compression> {
         return Ok(Compression::None);
     }
     if spec.starts_with("client-") {
-        bail!("client-side compression is not offered: the backup is stored uncompressed (use server-side --compress)");
+        bail!(
+            "client-side compression is not offered: the backup is stored uncompressed (use server-side --compress)"
+        );
     }
     let (method, level) = spec.split_once(':').map_or((spec, None), |(m, l)| (m, Some(l)));
     let level_of = |l: Option<&str>| -> Result<Option<i64>> {
@@ -291,7 +293,8 @@ pub(crate) fn run_physical(args: PhysicalArgs, ui: &Ui) -> Result<u8> {
             o.extra_dir = args.metadata_dir.clone();
             o.sync = !args.no_sync;
             let mut sink = TarSink::create(o)?;
-            let shown = if to_stdout { "stdout (tar)".to_owned() } else { format!("{} (tar)", pgdata.display()) };
+            let shown =
+                if to_stdout { "stdout (tar)".to_owned() } else { format!("{} (tar)", pgdata.display()) };
             (run_plan(&mut plan, &mut sink, ui, "backup", hint, standby)?, shown)
         } else {
             let mut o = DirSinkOptions::new(&pgdata);
@@ -358,8 +361,12 @@ fn print_summary(outcome: &Outcome, target: &str, json: bool, quiet_stdout: bool
     } else {
         let line = format!(
             "backup of PostgreSQL {} (system {}) into {target}: {} files, {} bytes, {} verified against backup_manifest, in {:.1?} ({rate:.0} MB/s)",
-            r.server.server_version, r.server.system_identifier, r.summary.files, r.summary.bytes,
-            r.summary.verified_files, outcome.elapsed
+            r.server.server_version,
+            r.server.system_identifier,
+            r.summary.files,
+            r.summary.bytes,
+            r.summary.verified_files,
+            outcome.elapsed
         );
         if quiet_stdout {
             tracing::info!("{line}");

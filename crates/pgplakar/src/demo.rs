@@ -134,12 +134,20 @@ pub(crate) fn run(args: DemoArgs) -> Result<()> {
     };
     line("physical backup (verified)", report.summary.bytes, report.summary.files, elapsed);
     line("logical backup (pg_dump)", logical_bytes, logical_files, logical_time);
-    println!("  {:<34} {:>10} {:>8} {:>9.2}s", "logical restore (pg_restore)", "", "", restore_time.as_secs_f64());
+    println!(
+        "  {:<34} {:>10} {:>8} {:>9.2}s",
+        "logical restore (pg_restore)",
+        "",
+        "",
+        restore_time.as_secs_f64()
+    );
     drop(restored);
     drop(target);
     drop(source);
     drop(scratch);
-    println!("done: physical and logical backups of PostgreSQL {major} restored and checked; nothing left running or on disk");
+    println!(
+        "done: physical and logical backups of PostgreSQL {major} restored and checked; nothing left running or on disk"
+    );
     Ok(())
 }
 

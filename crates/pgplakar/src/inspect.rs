@@ -198,7 +198,9 @@ fn describe(tag: u8, body: &Bytes, from_server: bool, modern: bool) -> (&'static
             let mut values = Vec::new();
             let mut rest = b.get(2..).unwrap_or_default();
             for _ in 0..n {
-                let Some(len) = rest.get(..4).and_then(|l| l.try_into().ok()).map(i32::from_be_bytes) else { break };
+                let Some(len) = rest.get(..4).and_then(|l| l.try_into().ok()).map(i32::from_be_bytes) else {
+                    break;
+                };
                 rest = &rest[4..];
                 if len < 0 {
                     values.push(Value::Null);
@@ -229,7 +231,9 @@ fn describe(tag: u8, body: &Bytes, from_server: bool, modern: bool) -> (&'static
             Some((b'd', rest)) => ("CopyData: archive data", json!({"bytes": rest.len()}), true),
             Some((b'p', rest)) => ("CopyData: progress", json!({"bytes_done": be_i64(rest)}), false),
             Some((b'm', _)) => ("CopyData: manifest follows", Value::Null, false),
-            Some((t, rest)) => ("CopyData", json!({"kind": char::from(*t).to_string(), "bytes": rest.len()}), false),
+            Some((t, rest)) => {
+                ("CopyData", json!({"kind": char::from(*t).to_string(), "bytes": rest.len()}), false)
+            }
             None => ("CopyData", json!({"bytes": 0}), false),
         },
         b'd' => ("CopyData", json!({"bytes": b.len()}), true),

@@ -176,7 +176,9 @@ pub(crate) fn run_restore(args: RestoreArgs, _ui: &Ui) -> Result<u8> {
             if cancel.is_cancelled() {
                 break;
             }
-            let file = tokio::fs::File::open(dir.join(&path[1..])).await.with_context(|| format!("opening {path}"))?;
+            let file = tokio::fs::File::open(dir.join(&path[1..]))
+                .await
+                .with_context(|| format!("opening {path}"))?;
             let restore = restorer.restore_reader(path, file);
             let outcome = tokio::select! {
                 () = cancel.cancelled() => {
@@ -203,7 +205,8 @@ pub(crate) fn run_restore(args: RestoreArgs, _ui: &Ui) -> Result<u8> {
         return Err(Interrupted(signal).into());
     }
     let report = result?;
-    let failures: Vec<(String, String)> = report.failures().map(|(p, e)| (p.to_owned(), e.to_owned())).collect();
+    let failures: Vec<(String, String)> =
+        report.failures().map(|(p, e)| (p.to_owned(), e.to_owned())).collect();
     if args.json {
         let v = serde_json::json!({
             "kind": "logical restore", "directory": args.directory, "ok": failures.is_empty(),
@@ -220,7 +223,8 @@ pub(crate) fn run_restore(args: RestoreArgs, _ui: &Ui) -> Result<u8> {
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        let restored = report.files.iter().filter(|f| matches!(f.outcome, Ok(FileOutcome::Restored { .. }))).count();
+        let restored =
+            report.files.iter().filter(|f| matches!(f.outcome, Ok(FileOutcome::Restored { .. }))).count();
         println!(
             "restore of {}: {restored} file(s) restored, {} failed, in {:.1?}",
             args.directory.display(),

@@ -20,8 +20,8 @@ mod inspect;
 mod logical;
 mod progress;
 mod replay;
-mod standby;
 mod signals;
+mod standby;
 mod verify;
 
 /// Exit codes (also in `pgplakar --help` and docs/cli.md).
@@ -134,7 +134,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let code = if e.downcast_ref::<Interrupted>().is_some() { exit::INTERRUPTED } else { exit::FAILED };
+            let code =
+                if e.downcast_ref::<Interrupted>().is_some() { exit::INTERRUPTED } else { exit::FAILED };
             tracing::error!("{}", explain(&e));
             ExitCode::from(code)
         }
@@ -165,7 +166,9 @@ fn hint(text: &str) -> Option<&'static str> {
              scram-sha-256` to pg_hba.conf and reload the server",
         )
     } else if t.contains("no pg_hba.conf entry") {
-        Some("the server refused the connection: add a line for this user and address to pg_hba.conf and reload")
+        Some(
+            "the server refused the connection: add a line for this user and address to pg_hba.conf and reload",
+        )
     } else if t.contains("must be superuser or replication role")
         || t.contains("permission denied to start wal sender")
         || t.contains("permission denied to use replication")
@@ -175,9 +178,7 @@ fn hint(text: &str) -> Option<&'static str> {
         Some("check the user and password (PGPASSWORD, ~/.pgpass or the connection string)")
     } else if t.contains("connection refused") {
         Some("is the server running and listening on that host and port (listen_addresses, port)?")
-    } else if t.contains("number of requested standby connections exceeds")
-        || t.contains("max_wal_senders")
-    {
+    } else if t.contains("number of requested standby connections exceeds") || t.contains("max_wal_senders") {
         Some("raise max_wal_senders on the server (a backup needs one, two with -X stream)")
     } else if t.contains("replication slot") && t.contains("already exists") {
         Some("the slot exists: drop -C to use it, or pick another name with -S")
@@ -237,7 +238,8 @@ mod tests {
 
     #[test]
     fn hints_for_common_causes() {
-        let h = hint("FATAL: no pg_hba.conf entry for replication connection from host \"10.0.0.1\"").unwrap();
+        let h =
+            hint("FATAL: no pg_hba.conf entry for replication connection from host \"10.0.0.1\"").unwrap();
         assert!(h.contains("host replication"));
         assert!(hint("all is well").is_none());
     }

@@ -157,11 +157,18 @@ mod tests {
         let c = Config::parse("host=db.example.com port=5433 user=rep password=s3cr'et dbname=x").unwrap();
         let lines = recovery_lines(&c, Some("standby_1"), false).unwrap();
         assert!(lines.contains("primary_conninfo = '"), "{lines}");
-        assert!(lines.contains("host=db.example.com") && lines.contains("port=5433") && lines.contains("user=rep"));
+        assert!(
+            lines.contains("host=db.example.com")
+                && lines.contains("port=5433")
+                && lines.contains("user=rep")
+        );
         assert!(!lines.contains("s3cr") && !lines.contains("dbname"), "{lines}");
         assert!(lines.contains("primary_slot_name = 'standby_1'"));
         let lines = recovery_lines(&c, None, true).unwrap();
-        assert!(lines.contains("s3cr''''et") || lines.contains("s3cr\\\\''et") || lines.contains("s3cr"), "{lines}");
+        assert!(
+            lines.contains("s3cr''''et") || lines.contains("s3cr\\\\''et") || lines.contains("s3cr"),
+            "{lines}"
+        );
     }
 
     #[test]

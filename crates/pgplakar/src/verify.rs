@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use pg_backup_manifest::{Checksum, FileHasher, IgnoreList, Manifest, ManifestBuffer, Mismatch, Report, Verifier};
+use pg_backup_manifest::{
+    Checksum, FileHasher, IgnoreList, Manifest, ManifestBuffer, Mismatch, Report, Verifier,
+};
 use pg_tar::{EntryKind, TarEvent, TarReader};
 
 use crate::exit;
@@ -47,7 +49,9 @@ pub(crate) fn run(args: VerifyArgs) -> Result<u8> {
     };
     let shown = args.path.display();
     match &result {
-        Ok(report) if args.json => println!("{}", serde_json::to_string_pretty(&json(&args.path, format, &result))?),
+        Ok(report) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&json(&args.path, format, &result))?)
+        }
         Ok(report) => {
             let wal = if format != "directory" || args.no_parse_wal {
                 "WAL not checked".to_owned()
@@ -60,10 +64,15 @@ pub(crate) fn run(args: VerifyArgs) -> Result<u8> {
             };
             println!(
                 "{shown} ({format}): {} files ({} bytes) match backup_manifest version {}, {} checksums verified, {wal}",
-                report.files_verified, report.bytes_verified, report.manifest_version, report.checksums_verified
+                report.files_verified,
+                report.bytes_verified,
+                report.manifest_version,
+                report.checksums_verified
             )
         }
-        Err(_) if args.json => println!("{}", serde_json::to_string_pretty(&json(&args.path, format, &result))?),
+        Err(_) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&json(&args.path, format, &result))?)
+        }
         Err(problems) => {
             for m in problems {
                 println!("{m}");
@@ -73,7 +82,10 @@ pub(crate) fn run(args: VerifyArgs) -> Result<u8> {
     match result {
         Ok(_) => Ok(exit::OK),
         Err(problems) => {
-            tracing::error!("{shown}: {} problem(s) found: the backup does not match its manifest", problems.len());
+            tracing::error!(
+                "{shown}: {} problem(s) found: the backup does not match its manifest",
+                problems.len()
+            );
             Ok(exit::MISMATCH)
         }
     }
@@ -184,7 +196,9 @@ fn each_event(path: &Path, mut f: impl FnMut(TarEvent) -> Result<bool>) -> Resul
         let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             reader.finish().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            while let Some(event) = reader.next_event().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))? {
+            while let Some(event) =
+                reader.next_event().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            {
                 if !f(event)? {
                     return Ok(());
                 }
@@ -232,7 +246,12 @@ impl TarCheck {
             .map(|f| (f.path().to_vec(), f.checksum().algorithm()))
             .collect();
         let ignore = IgnoreList::pg_verifybackup();
-        Self { verifier: Verifier::new().with_ignore(ignore.clone()), problems: Vec::new(), ignore, algorithms }
+        Self {
+            verifier: Verifier::new().with_ignore(ignore.clone()),
+            problems: Vec::new(),
+            ignore,
+            algorithms,
+        }
     }
 
     fn archive(&mut self, path: &Path, prefix: &str, manifest_inside: bool) -> Result<()> {
@@ -265,8 +284,11 @@ impl TarCheck {
                         if self.ignore.contains(member.as_bytes()) {
                             return Ok(true);
                         }
-                        let checksum = hasher.map(|h| h.finish_digest().checksum).unwrap_or_else(Checksum::none);
-                        if let Err(e) = self.verifier.file_received_checksum(member.as_bytes(), size, checksum) {
+                        let checksum =
+                            hasher.map(|h| h.finish_digest().checksum).unwrap_or_else(Checksum::none);
+                        if let Err(e) =
+                            self.verifier.file_received_checksum(member.as_bytes(), size, checksum)
+                        {
                             self.problems.push(Mismatch::Io { path: member, detail: e.to_string() });
                         }
                     }
@@ -279,7 +301,10 @@ impl TarCheck {
         if let Err(e) = result {
             self.problems.push(Mismatch::Io { path: name.clone(), detail: format!("{e:#}") });
         } else if !ended {
-            self.problems.push(Mismatch::Io { path: name, detail: "the archive has no end-of-archive blocks: truncated".into() });
+            self.problems.push(Mismatch::Io {
+                path: name,
+                detail: "the archive has no end-of-archive blocks: truncated".into(),
+            });
         }
         Ok(())
     }

@@ -68,7 +68,8 @@ per_major!(fn backup_verify_replay(major) {
 
 #[test]
 fn refuses_a_database_in_a_physical_uri() {
-    let out = pgplakar(&["backup", "physical", "-d", "postgres+bin://u@localhost/mydb", "-D", "/nonexistent/x"]);
+    let out =
+        pgplakar(&["backup", "physical", "-d", "postgres+bin://u@localhost/mydb", "-D", "/nonexistent/x"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("a physical backup is the whole cluster"), "{err}");

@@ -11,6 +11,9 @@ use std::process::{Command, Output, Stdio};
 
 use pg_testkit::{ClusterOptions, ScratchDir, TestCluster, per_major};
 
+/// A tar archive's entries by path: type and content.
+type TarEntries = BTreeMap<String, (tar::EntryType, Vec<u8>)>;
+
 fn pgplakar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgplakar"))
         .args(args)
@@ -97,7 +100,11 @@ fn tar_members(path: &Path) -> BTreeMap<String, (tar::EntryType, Vec<u8>)> {
 
 /// Writes a tar with the members of `source` after `change` (the tar crate, as an independent
 /// writer).
-fn rewrite_tar(source: &Path, dest: &Path, change: impl FnOnce(&mut BTreeMap<String, (tar::EntryType, Vec<u8>)>)) {
+fn rewrite_tar(
+    source: &Path,
+    dest: &Path,
+    change: impl FnOnce(&mut BTreeMap<String, (tar::EntryType, Vec<u8>)>),
+) {
     let mut members = tar_members(source);
     change(&mut members);
     let mut builder = tar::Builder::new(std::fs::File::create(dest).unwrap());
@@ -134,7 +141,7 @@ fn tar_output_extracts_with_gnu_tar_starts_and_verifies() {
 
     // Damage, one kind per copy: each is found.
     let base = out_dir.join("base.tar");
-    let damaged = |name: &str, change: &dyn Fn(&mut BTreeMap<String, (tar::EntryType, Vec<u8>)>)| -> PathBuf {
+    let damaged = |name: &str, change: &dyn Fn(&mut TarEntries)| -> PathBuf {
         let dir = scratch.path().join(name);
         std::fs::create_dir(&dir).unwrap();
         std::fs::copy(out_dir.join("backup_manifest"), dir.join("backup_manifest")).unwrap();
@@ -230,10 +237,9 @@ fn verify_finds_damage_in_a_directory() {
     let d = copy("extra");
     std::fs::write(d.join("base/extra_file"), "x").unwrap();
     assert_mismatch(&d, "base/extra_file");
-    let report: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(
-        &pgplakar(&["verify", s(&d), "--json"]).stdout,
-    ))
-    .unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&String::from_utf8_lossy(&pgplakar(&["verify", s(&d), "--json"]).stdout))
+            .unwrap();
     assert_eq!(report["ok"], false);
 }
 
@@ -245,15 +251,32 @@ fn write_recovery_conf_makes_a_streaming_standby() {
     let scratch = ScratchDir::new().unwrap();
     let data = scratch.path().join("standby");
     ok(pgplakar(&[
-        "backup", "physical", "-d", &conn(&primary), "-D", s(&data), "-R", "-X", "stream", "-S", "standby_1", "-C",
+        "backup",
+        "physical",
+        "-d",
+        &conn(&primary),
+        "-D",
+        s(&data),
+        "-R",
+        "-X",
+        "stream",
+        "-S",
+        "standby_1",
+        "-C",
     ]));
     assert!(data.join("standby.signal").exists());
     let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
-    assert!(auto.contains("primary_conninfo = '") && auto.contains("primary_slot_name = 'standby_1'"), "{auto}");
+    assert!(
+        auto.contains("primary_conninfo = '") && auto.contains("primary_slot_name = 'standby_1'"),
+        "{auto}"
+    );
     assert!(!auto.contains("password"), "{auto}");
     // verify ignores the two files, as pg_verifybackup does.
     ok(pgplakar(&["verify", s(&data)]));
-    assert_eq!(primary.sql("select slot_type from pg_replication_slots where slot_name = 'standby_1'").unwrap(), "physical");
+    assert_eq!(
+        primary.sql("select slot_type from pg_replication_slots where slot_name = 'standby_1'").unwrap(),
+        "physical"
+    );
 
     pg_testkit::give_to_server_user(scratch.path()).unwrap();
     let standby = TestCluster::start_existing(major, &data, ClusterOptions::new()).unwrap();
@@ -314,7 +337,8 @@ fn record_then_replay_gives_the_direct_backup_and_inspect_json_parses() {
     // `record` alone writes the recording and nothing else.
     let alone = scratch.path().join("alone.pgrec");
     let summary: serde_json::Value =
-        serde_json::from_str(&ok(pgplakar(&["record", "-d", &conn(&cluster), "-o", s(&alone), "--json"]))).unwrap();
+        serde_json::from_str(&ok(pgplakar(&["record", "-d", &conn(&cluster), "-o", s(&alone), "--json"])))
+            .unwrap();
     assert!(summary["verified_files"].as_u64().unwrap() > 100, "{summary}");
     assert!(ok(pgplakar(&["replay", s(&alone), "--json"])).contains("\"complete\": true"));
 
@@ -322,7 +346,9 @@ fn record_then_replay_gives_the_direct_backup_and_inspect_json_parses() {
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines[0]["server_major"], 17);
     assert!(lines.iter().any(|l| l["type"] == "Query"), "no Query");
-    assert!(lines.iter().any(|l| l["type"] == "CopyData: new archive" && l["detail"]["archive"] == "base.tar"));
+    assert!(
+        lines.iter().any(|l| l["type"] == "CopyData: new archive" && l["detail"]["archive"] == "base.tar")
+    );
     assert!(lines.iter().any(|l| l["type"] == "CommandComplete"));
     assert!(lines.last().unwrap()["summary"]["archive_data_bytes"].as_u64().unwrap() > 1_000_000);
     let human = ok(pgplakar(&["inspect", s(&alone), "--skip-data", "--limit", "20"]));
@@ -368,7 +394,8 @@ fn logical_backup_and_restore_round_trip() {
     let uri = format!("postgres://postgres@127.0.0.1:{}/app?sslmode=disable", source.port());
     let bin = pg_testkit::client_bin_for_major("pg_dump", 17).unwrap();
     let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
-    let out = ok(pgplakar(&["backup", "logical", "-d", &uri, "-D", s(&dir), "--pg-bin-dir", &bin_dir, "--json"]));
+    let out =
+        ok(pgplakar(&["backup", "logical", "-d", &uri, "-D", s(&dir), "--pg-bin-dir", &bin_dir, "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["kind"], "logical");
     let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
@@ -378,7 +405,15 @@ fn logical_backup_and_restore_round_trip() {
     let target = TestCluster::start(17).unwrap();
     let to = format!("postgres://postgres@127.0.0.1:{}/app?sslmode=disable", target.port());
     let out = ok(pgplakar(&[
-        "restore", "logical", s(&dir), "-d", &to, "--create-db", "--pg-bin-dir", &bin_dir, "--json",
+        "restore",
+        "logical",
+        s(&dir),
+        "-d",
+        &to,
+        "--create-db",
+        "--pg-bin-dir",
+        &bin_dir,
+        "--json",
     ]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ok"], true, "{v}");

@@ -770,7 +770,8 @@ mod tests {
     #[tokio::test]
     async fn a_stream_holds_the_manifest_and_refuses_tablespaces() {
         let out = Shared::default();
-        let mut sink = TarSink::create(TarSinkOptions::new(TarTarget::Stream(Box::new(out.clone())))).unwrap();
+        let mut sink =
+            TarSink::create(TarSinkOptions::new(TarTarget::Stream(Box::new(out.clone())))).unwrap();
         file(&mut sink, "/data/PG_VERSION", b"17\n").await.unwrap();
         let manifest = rec("/data/backup_manifest", EntryKind::File { size: None }, 0o600);
         assert_eq!(sink.record(&manifest).await.unwrap(), Wants::Body);
@@ -786,7 +787,8 @@ mod tests {
         assert_eq!(bytes.len() % BLOCK, 0);
         assert!(bytes.ends_with(&[0; 1024]));
 
-        let mut sink = TarSink::create(TarSinkOptions::new(TarTarget::Stream(Box::new(Shared::default())))).unwrap();
+        let mut sink =
+            TarSink::create(TarSinkOptions::new(TarTarget::Stream(Box::new(Shared::default())))).unwrap();
         let err = sink.record(&rec("/tablespaces/1/PG_17", EntryKind::Directory, 0o700)).await.unwrap_err();
         assert!(err.to_string().contains("write the backup into a directory"), "{err}");
     }
