@@ -1,5 +1,4 @@
-//! Fuzz the BASE_BACKUP response decoder: `pg_basebackup::fuzzing::decode` (first byte =
-//! server major / manifest / compression, second byte = chunking).
+//! Fuzz the BASE_BACKUP stream decoder, both generations, with chunk-split equivalence: `pg_basebackup::fuzzing::decode`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,4 @@
-//! Fuzz the framer and every backend message parser: `pg_wire::fuzzing::frame` (first byte =
-//! frame limit and chunk size).
+//! Fuzz the framer (chunk-split equivalence, capacity bound) and every backend message parser; replication messages round-trip: `pg_wire::fuzzing::frame`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,4 @@
-//! Fuzz the backup_manifest parser and verifier: `pg_backup_manifest::fuzzing::parse` (first
-//! byte odd = append a valid Manifest-Checksum line, so inputs reach the JSON parser).
+//! Fuzz the backup_manifest parser and verifier (self-verification): `pg_backup_manifest::fuzzing::parse`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,4 @@
-//! Fuzz the startup / authentication state machine with arbitrary server bytes:
-//! `pg_wire::fuzzing::startup` (byte 0 = client options, byte 1 = chunk size).
+//! Fuzz the startup / authentication state machine fed arbitrary server bytes: `pg_wire::fuzzing::startup`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

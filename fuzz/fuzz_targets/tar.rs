@@ -1,4 +1,4 @@
-//! Fuzz the sans-IO tar reader: `pg_tar::fuzzing::tar` (first byte = chunk size).
+//! Fuzz the ustar reader: chunk-split equivalence, clean relative paths, sizes adding up: `pg_tar::fuzzing::tar`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

@@ -23,6 +23,24 @@ mod model;
 mod pgconn;
 mod sql;
 mod time;
+
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry point of the `timestamp` fuzz target, also replayed by the crate's tests.
+
+    /// The server timestamp normaliser of the metadata collector: `Some` only for the exact
+    /// `YYYY-MM-DDTHH:MI:SS.USZ` shape, and then the same instant with the fraction's trailing
+    /// zeros dropped (padding them back gives the input).
+    pub fn timestamp(data: &[u8]) {
+        let Ok(text) = std::str::from_utf8(data) else { return };
+        let Some(out) = crate::time::normalize_server_timestamp(text) else { return };
+        assert_eq!(text.len(), 27);
+        assert!(out.ends_with('Z') && out.starts_with(&text[..19]), "{text:?} -> {out:?}");
+        let frac = out[19..out.len() - 1].strip_prefix('.').unwrap_or("");
+        assert!(!frac.ends_with('0') && frac.len() <= 6, "{out:?}");
+        assert_eq!(format!("{}.{frac:0<6}Z", &out[..19]), text, "normalising changed the instant");
+    }
+}
 mod write;
 
 pub use collect::{CollectOptions, DEFAULT_DEADLINE, DEFAULT_ROW_LIMIT, Kind, collect, collect_for};

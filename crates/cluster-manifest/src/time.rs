@@ -71,6 +71,20 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamp_fuzz_regressions_replay() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/timestamp");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                crate::fuzzing::timestamp(&std::fs::read(&path).unwrap());
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "the committed seeds are missing");
+    }
+
     use std::time::Duration;
 
     use super::*;

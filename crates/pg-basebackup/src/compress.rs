@@ -476,15 +476,21 @@ impl Decompressor for Lz4 {
                             return Err(self.err("block checksum mismatch"));
                         }
                     }
-                    self.out.resize(self.frame.max_block, 0);
+                    // Output room bounded by what this block can produce, not by the frame's
+                    // declared maximum: LZ4 expands at most 255:1 (a match-length byte of 255
+                    // adds 255 bytes), and a raw block is its own size.
+                    let room = if raw { size } else { size.saturating_mul(255).min(self.frame.max_block) };
+                    if self.out.len() < room {
+                        self.out.resize(room, 0);
+                    }
                     let len = if raw {
                         self.out[..size].copy_from_slice(data);
                         size
                     } else if self.frame.independent {
-                        lz4_flex::block::decompress_into(data, &mut self.out)
+                        lz4_flex::block::decompress_into(data, &mut self.out[..room])
                             .map_err(|e| self.err(format!("bad block: {e}")))?
                     } else {
-                        lz4_flex::block::decompress_into_with_dict(data, &mut self.out, &self.window)
+                        lz4_flex::block::decompress_into_with_dict(data, &mut self.out[..room], &self.window)
                             .map_err(|e| self.err(format!("bad block: {e}")))?
                     };
                     if self.frame.content_checksum {

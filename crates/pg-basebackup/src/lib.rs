@@ -46,21 +46,31 @@ pub mod fuzzing {
         DecoderOptions { server_major, manifest, compression }
     }
 
-    /// Decodes `data[2..]` as a response with options from `data[0]`, fed in pieces whose
-    /// sizes come from `data[1]`; checks summary invariants.
+    /// Decodes `data[2..]` as a response with options from `data[0]`, once in one piece and
+    /// once in pieces whose sizes come from `data[1]`: both must summarise alike (chunk-split
+    /// equivalence: same entries, sizes, SHA-256s, manifest, positions and error). Checks the
+    /// summary's invariants.
     pub fn decode(data: &[u8]) {
         let [opt, chunk, rest @ ..] = data else { return };
         let opts = options(*opt);
         let chunking = match *chunk {
-            0 => Chunking::AsRecorded,
+            0 => Chunking::Fixed(1),
             c if c < 128 => Chunking::Fixed(usize::from(c)),
             c => Chunking::Random { seed: u64::from(c), max: 300 },
         };
+        let whole = decode_pieces(opts, [rest]);
         let s = decode_pieces(opts, split(rest, chunking));
+        assert_eq!(whole, s, "the decoder's output depends on how the input is split");
         if s.done {
             assert!(s.error.is_none() && s.end.is_some() && s.start.is_some());
             assert!(s.archives.iter().all(|a| a.complete));
             assert_eq!(s.archives.len(), s.tablespaces.len());
+        }
+        for a in &s.archives {
+            for e in &a.entries {
+                assert!(!e.path.is_empty() && !e.path.starts_with('/'));
+                assert!(e.path.split('/').all(|c| !c.is_empty() && c != "." && c != ".."), "{:?}", e.path);
+            }
         }
         std::hint::black_box(&s);
         std::hint::black_box(s.error.map(|e| e.to_string()));

@@ -113,5 +113,8 @@ pub use values::{
     ChannelBinding, GssEncMode, Replication, SslMode, SslNegotiation, TargetSessionAttrs, TlsVersion,
 };
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,7 @@ fn push_once(warnings: &mut Vec<Warning>, w: Warning) {
     }
 }
 
-enum LineRead {
+pub(crate) enum LineRead {
     Line,
     TooLong,
     Eof,
@@ -86,7 +86,7 @@ enum LineRead {
 
 /// Reads one line (without the newline) into `line`, never holding more than
 /// [`MAX_PASSFILE_LINE`] bytes: the rest of a longer line is skipped.
-fn read_bounded_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<LineRead> {
+pub(crate) fn read_bounded_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<LineRead> {
     let mut too_long = false;
     let mut any = false;
     loop {

@@ -16,8 +16,9 @@ use crate::error::{Error, ErrorKind, Step};
 use crate::tls::{self, TlsOptions, Verification};
 use crate::transport::{SslReply, Stream};
 
-/// How many bytes to ask the socket for at least, per read: large reads keep the system-call
-/// count low on bulk transfers (a base backup), and `Bytes` handed out share the buffer.
+/// How many bytes to ask the socket for at most, per read: large reads keep the system-call
+/// count low on bulk transfers (a base backup), and `Bytes` handed out share the buffer; the
+/// cap keeps the read buffer proportional to what was received.
 const READ_CHUNK: usize = 256 * 1024;
 
 /// The most row data (values plus 4 bytes per column) [`Client::query`] buffers; a larger
@@ -296,7 +297,9 @@ impl Client {
                 }
                 return Ok(frame);
             }
-            let want = self.framer.wanted().max(READ_CHUNK);
+            // Read in bounded pieces: the buffer grows with the bytes received, never with a
+            // length the server declared (issue 13: `wanted()` can be 1 GiB after 5 bytes).
+            let want = self.framer.wanted().clamp(1, READ_CHUNK);
             let buf = self.framer.buffer_mut();
             let before = buf.len();
             let n = self.stream.read_into(buf, want).await.map_err(|e| self.fail(Error::io(e)))?;

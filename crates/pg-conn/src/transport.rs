@@ -130,8 +130,9 @@ impl Stream {
         tcp.write_all(&SSL_REQUEST).await.map_err(SslRequestError::Io)?;
         let mut reply = [0u8; 1];
         tcp.read_exact(&mut reply).await.map_err(SslRequestError::Io)?;
-        match reply[0] {
-            b'S' => {
+        // The reply byte is interpreted by pg-wire's sans-IO parser (fuzzed by the `ssl` target).
+        match pg_wire::startup::SslResponse::parse(reply[0]) {
+            Ok(pg_wire::startup::SslResponse::Accepted) => {
                 // Nothing may follow the `S` before the server's first TLS record, which it only
                 // sends after our ClientHello: bytes already waiting now were injected.
                 let mut probe = [0u8; 1];
@@ -144,14 +145,9 @@ impl Stream {
                     Err(e) => Err(SslRequestError::Io(e)),
                 }
             }
-            b'N' => Ok(SslReply::Refused),
+            Ok(pg_wire::startup::SslResponse::Refused) => Ok(SslReply::Refused),
             // A pre-7.0 server answers with an ErrorResponse; anything else is not PostgreSQL.
-            b'E' => {
-                Err(SslRequestError::Unexpected("the server answered the SSL request with an error".into()))
-            }
-            other => Err(SslRequestError::Unexpected(format!(
-                "the server answered the SSL request with byte 0x{other:02x}, not S or N"
-            ))),
+            Err(e) => Err(SslRequestError::Unexpected(e.to_string())),
         }
     }
 

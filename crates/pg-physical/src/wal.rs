@@ -32,6 +32,14 @@ pub enum WalError {
     /// A segment size PostgreSQL does not allow.
     #[error("{0}")]
     SegmentSize(SegmentSizeError),
+    /// A payload that would run past the end of the 64-bit WAL address space.
+    #[error("WAL payload of {len} bytes at {start} runs past the end of the WAL address space")]
+    Overflow {
+        /// Where the payload starts.
+        start: Lsn,
+        /// Its length.
+        len: usize,
+    },
     /// An IO error on the spool.
     #[error("WAL spool {path}: {error}")]
     Io {
@@ -50,6 +58,43 @@ pub enum WalError {
         /// The segment size.
         expected: u64,
     },
+}
+
+/// One piece of an `XLogData` payload placed in a segment file (see [`place`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The segment file's name (`TTTTTTTTXXXXXXXXYYYYYYYY`).
+    pub segment: String,
+    /// Where the piece starts inside the segment.
+    pub offset: u64,
+    /// Which bytes of the payload go there.
+    pub range: std::ops::Range<usize>,
+}
+
+/// Where the `len` bytes of a payload that starts at `start` go: one piece per segment it
+/// touches, in order (sans-IO; [`WalSpool::write`] performs it). A segment size PostgreSQL does
+/// not allow, or a payload running past the end of the 64-bit WAL address space, is an error.
+pub fn place(timeline: u32, segment_size: u64, start: Lsn, len: usize) -> Result<Vec<Piece>, WalError> {
+    check_segment_size(segment_size).map_err(WalError::SegmentSize)?;
+    if start.checked_add(len as u64).is_none() {
+        return Err(WalError::Overflow { start, len });
+    }
+    let mut out = Vec::new();
+    let mut position = start.0;
+    let mut done = 0;
+    while done < len {
+        let offset = position % segment_size;
+        let room = usize::try_from(segment_size - offset).unwrap_or(usize::MAX);
+        let n = room.min(len - done);
+        out.push(Piece {
+            segment: Lsn(position).wal_file_name(timeline, segment_size).map_err(WalError::SegmentSize)?,
+            offset,
+            range: done..done + n,
+        });
+        position += n as u64;
+        done += n;
+    }
+    Ok(out)
 }
 
 /// WAL segments received so far, on disk.
@@ -105,20 +150,19 @@ impl WalSpool {
         Lsn(self.position)
     }
 
-    /// Writes an `XLogData` payload that starts at `start`.
-    pub fn write(&mut self, start: Lsn, mut data: &[u8]) -> Result<(), WalError> {
+    /// Writes an `XLogData` payload that starts at `start`, where [`place`] says.
+    pub fn write(&mut self, start: Lsn, data: &[u8]) -> Result<(), WalError> {
         if start.0 != self.position {
             return Err(WalError::Gap { expected: Lsn(self.position), got: start });
         }
-        while !data.is_empty() {
-            let offset = self.position % self.segment_size;
-            let room = (self.segment_size - offset) as usize;
-            let n = room.min(data.len());
+        for piece in place(self.timeline, self.segment_size, start, data.len())? {
             let dir = self.dir.path().to_owned();
-            let (name, f) = self.segment_for(self.position)?;
-            f.write_all(&data[..n]).map_err(|error| WalError::Io { path: dir.join(&*name), error })?;
-            self.position += n as u64;
-            data = &data[n..];
+            let lsn = self.position;
+            let (name, f) = self.segment_for(lsn)?;
+            debug_assert_eq!(*name, piece.segment);
+            f.write_all(&data[piece.range.clone()])
+                .map_err(|error| WalError::Io { path: dir.join(&*name), error })?;
+            self.position += piece.range.len() as u64;
         }
         Ok(())
     }
@@ -170,6 +214,76 @@ impl WalSpool {
     }
 }
 
+#[doc(hidden)]
+pub mod fuzzing {
+    //! Entry point of the `walspool` fuzz target, also replayed by the crate's tests.
+
+    use super::*;
+
+    /// Byte 0 picks the segment size (1 MiB … 1 GiB), bytes 1..9 the start LSN, 9..13 the
+    /// timeline; then each 3 bytes are a payload: a flag (bit 0: start elsewhere than where the
+    /// stream is, to exercise the gap rule) and a `u16` length. Every payload is placed with
+    /// [`place`]: the pieces must cover it in order without gap, stay inside their segment, be
+    /// named after the segment their LSN falls in, and continue where the previous one ended.
+    pub fn walspool(data: &[u8]) {
+        if data.len() < 13 {
+            return;
+        }
+        let segment_size = 1u64 << (20 + u32::from(data[0] % 11));
+        let start = u64::from_be_bytes(data[1..9].try_into().expect("8 bytes"));
+        let timeline = u32::from_be_bytes(data[9..13].try_into().expect("4 bytes"));
+        let mut position = start - start % segment_size;
+        for w in data[13..].chunks_exact(3) {
+            let len = usize::from(u16::from_be_bytes([w[1], w[2]]));
+            // The spool's gap rule is positional; a payload elsewhere is refused before placing.
+            let at = if w[0] & 1 == 1 { position.wrapping_add(u64::from(w[0])) } else { position };
+            if at != position {
+                continue;
+            }
+            let pieces = match place(timeline, segment_size, Lsn(at), len) {
+                Ok(p) => p,
+                Err(e) => {
+                    assert!(matches!(e, WalError::Overflow { .. }), "{e}");
+                    assert!(at.checked_add(len as u64).is_none());
+                    std::hint::black_box(e.to_string());
+                    return;
+                }
+            };
+            let mut expect = 0;
+            for p in &pieces {
+                assert_eq!(p.range.start, expect, "pieces leave a gap");
+                assert!(!p.range.is_empty());
+                assert_eq!(p.offset, position % segment_size);
+                assert!(p.offset + p.range.len() as u64 <= segment_size, "a piece crosses its segment's end");
+                let name = Lsn(position).wal_file_name(timeline, segment_size).expect("valid size");
+                assert_eq!(p.segment, name);
+                assert_eq!(p.segment.len(), 24);
+                position += p.range.len() as u64;
+                expect = p.range.end;
+            }
+            assert_eq!(expect, len, "pieces do not cover the payload");
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn walspool_regressions_replay() {
+            let dir =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/walspool");
+            let mut n = 0;
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    super::walspool(&std::fs::read(&path).unwrap());
+                    n += 1;
+                }
+            }
+            assert!(n >= 2, "the committed seeds are missing");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +300,29 @@ mod tests {
         assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
         let segment = dir.join("000000010000000000000001");
         assert_eq!(fs::metadata(&segment).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn payload_past_the_address_space_is_an_error() {
+        let seg = 1u64 << 20;
+        let err = place(1, seg, Lsn(u64::MAX - 10), 100).unwrap_err();
+        assert!(matches!(err, WalError::Overflow { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "WAL payload of 100 bytes at FFFFFFFF/FFFFFFF5 runs past the end of the WAL address space"
+        );
+        assert_eq!(place(1, seg, Lsn(u64::MAX - 10), 10).unwrap().len(), 1);
+        let p = place(1, seg, Lsn(seg - 10), 30).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            (p[0].offset, p[0].range.clone(), p[1].offset, p[1].range.clone()),
+            (seg - 10, 0..10, 0, 10..30)
+        );
+        assert_eq!(
+            (p[0].segment.as_str(), p[1].segment.as_str()),
+            ("000000010000000000000000", "000000010000000000000001")
+        );
+        assert!(matches!(place(1, 3 << 20, Lsn(0), 1), Err(WalError::SegmentSize(_))));
     }
 
     #[test]

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use pg_backup_manifest::{ChecksumAlgorithm, FileHasher, Mismatch, Verifier};
 use pg_basebackup::summary::{Chunking, Summary, decode_pieces};
 use pg_basebackup::{Compression, DecodeError, Decoder, DecoderOptions, Event};
-use pg_recording::{RecordingMeta, RecordingReader, replay, response_chunks};
+use pg_recording::{
+    BASE_BACKUP_MARK, Direction, RecordingMeta, RecordingReader, RecordingWriter, replay, response_chunks,
+};
 use pg_tar::EntryKind;
 use sha2::{Digest, Sha256};
 
@@ -464,6 +466,27 @@ fn seeds() -> Vec<(String, Vec<u8>, &'static str)> {
         out.push((format!("seed-real-pg{major}-short"), seed.clone(), "basebackup"));
         let cut = seed.len() * 2 / 3;
         out.push((format!("seed-real-pg{major}-short-truncated"), seed[..cut].to_vec(), "basebackup"));
+        // The frame target: option byte 0 (full limit, split seed 0), the response's first
+        // whole messages.
+        let mut at = 0;
+        for (_, body) in frames(&stream) {
+            if at + 5 + body.len() > 16 * 1024 {
+                break;
+            }
+            at += 5 + body.len();
+        }
+        let mut fr = vec![0u8];
+        fr.extend_from_slice(&stream[..at]);
+        out.push((format!("seed-real-pg{major}-response-start"), fr, "frame"));
+        // The recording target: the shortened response as a recording with the real metadata
+        // (minus the manifest, which the shortened stream leaves out).
+        let meta = RecordingMeta { manifest: false, ..f.meta.clone() };
+        let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
+        w.mark(0, BASE_BACKUP_MARK).unwrap();
+        for (i, piece) in stream.chunks(4096).enumerate() {
+            w.record(Direction::Server, i as u64 + 1, piece).unwrap();
+        }
+        out.push((format!("seed-real-pg{major}-short"), w.into_inner().unwrap(), "recording"));
         if major == 16 || major == 12 {
             for (k, tar) in tars.iter().enumerate() {
                 let mut t = vec![5u8];
@@ -490,6 +513,15 @@ fn fuzz_seeds_from_fixtures_are_valid() {
                     assert_eq!(s.archives.len(), 2, "{name}");
                     assert!(s.archives.iter().all(|a| !a.entries.is_empty()), "{name}");
                 }
+            }
+            "frame" => {
+                pg_wire::fuzzing::frame(&data);
+                assert!(data.len() > 1000, "{name}");
+            }
+            "recording" => {
+                pg_recording::fuzzing::recording(&data);
+                let s = replay(&data[..], Chunking::AsRecorded).unwrap();
+                assert!(s.done, "{name}: {:?}", s.error);
             }
             _ => {
                 let mut r = pg_tar::TarReader::new();

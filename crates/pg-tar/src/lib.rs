@@ -374,39 +374,61 @@ pub mod fuzzing {
 
     use super::*;
 
-    /// Reads `data` as a tar stream fed in chunks whose sizes come from the first byte;
-    /// checks that data events add up to the declared sizes.
-    pub fn tar(data: &[u8]) {
-        let Some((&first, rest)) = data.split_first() else { return };
-        let step = usize::from(first).max(1) * 7;
-        let input = Bytes::copy_from_slice(rest);
+    /// Everything a reader produced: events (data coalesced per entry, so that the split does
+    /// not show), the error that stopped it, and the result of `finish`.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Run {
+        headers: Vec<Header>,
+        data: Vec<Vec<u8>>,
+        ended: bool,
+        error: Option<TarError>,
+        finished: Option<Result<(), TarError>>,
+    }
+
+    fn run(input: &Bytes, mut sizes: impl Iterator<Item = usize>) -> Run {
         let mut r = TarReader::new();
+        let mut out =
+            Run { headers: Vec::new(), data: Vec::new(), ended: false, error: None, finished: None };
         let mut pos = 0;
         let mut expected: u64 = 0;
-        let mut got: u64 = 0;
-        let mut entries = 0usize;
+        let mut in_entry = false;
         loop {
             if pos < input.len() {
-                let end = (pos + step).min(input.len());
+                let end = (pos + sizes.next().unwrap_or(usize::MAX).max(1)).min(input.len());
                 r.feed(input.slice(pos..end));
                 pos = end;
             }
             loop {
                 match r.next_event() {
                     Ok(Some(TarEvent::EntryStart(h))) => {
-                        assert!(!h.path.is_empty() && !h.path.starts_with(b"/"));
+                        assert!(!in_entry, "EntryStart inside an entry");
+                        check_header(&h);
                         expected = h.size;
-                        got = 0;
-                        entries += 1;
-                        std::hint::black_box(&h);
+                        in_entry = true;
+                        out.headers.push(h);
+                        out.data.push(Vec::new());
                     }
-                    Ok(Some(TarEvent::Data(d))) => got += d.len() as u64,
-                    Ok(Some(TarEvent::EntryEnd)) => assert_eq!(expected, got),
-                    Ok(Some(TarEvent::End)) => {}
+                    Ok(Some(TarEvent::Data(d))) => {
+                        assert!(in_entry && !d.is_empty());
+                        let buf = out.data.last_mut().expect("data inside an entry");
+                        buf.extend_from_slice(&d);
+                        assert!(buf.len() as u64 <= expected, "more data than the header's size");
+                    }
+                    Ok(Some(TarEvent::EntryEnd)) => {
+                        assert!(in_entry);
+                        let got = out.data.last().map_or(0, Vec::len) as u64;
+                        assert_eq!(expected, got, "data events add up to the declared size");
+                        in_entry = false;
+                    }
+                    Ok(Some(TarEvent::End)) => {
+                        assert!(!in_entry && !out.ended);
+                        out.ended = true;
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         std::hint::black_box(e.to_string());
-                        return;
+                        out.error = Some(e);
+                        return out;
                     }
                 }
             }
@@ -414,8 +436,49 @@ pub mod fuzzing {
                 break;
             }
         }
-        let finished = r.finish().map_err(|e| e.to_string());
-        std::hint::black_box((entries, finished.is_ok()));
+        // Every byte fed was consumed or refused; the offset is the whole input.
+        assert_eq!(r.offset(), input.len() as u64);
+        out.finished = Some(r.finish());
+        if out.finished == Some(Ok(())) {
+            assert!(!in_entry, "finish accepted an archive cut inside an entry");
+        }
+        out
+    }
+
+    /// The documented rules of [`Header::path`] and of the header fields.
+    fn check_header(h: &Header) {
+        let path = &h.path[..];
+        assert!(!path.is_empty() && !path.starts_with(b"/") && !path.ends_with(b"/"), "{:?}", h.path_lossy());
+        for comp in path.split(|&b| b == b'/') {
+            assert!(!comp.is_empty() && comp != b"." && comp != b"..", "unclean path {:?}", h.path_lossy());
+        }
+        assert!(!path.contains(&0));
+        assert_eq!(h.link_target.is_some(), h.kind == EntryKind::Symlink);
+        if matches!(h.kind, EntryKind::Directory | EntryKind::Symlink) {
+            assert_eq!(h.size, 0, "a directory or symlink with data");
+        }
+        assert!(h.padding() < BLOCK_LEN as u64 && (h.size + h.padding()).is_multiple_of(BLOCK_LEN as u64));
+    }
+
+    /// Reads `data[1..]` as a tar stream twice, in one piece and in pieces whose sizes are drawn
+    /// from `data[0]`: both runs must give the same headers, data, error and end (chunk-split
+    /// equivalence). Headers must follow their documented rules (clean relative paths: no
+    /// empty, `.` or `..` component) and data events must add up to the declared sizes.
+    pub fn tar(data: &[u8]) {
+        let Some((&first, rest)) = data.split_first() else { return };
+        let input = Bytes::copy_from_slice(rest);
+        let max = usize::from(first).max(1) * 7;
+        let mut state = u64::from(first) | 1;
+        let sizes = std::iter::repeat_with(move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) % max as u64) as usize + 1
+        });
+        let whole = run(&input, std::iter::empty());
+        let split = run(&input, sizes);
+        assert_eq!(whole, split, "the reader's output depends on how the input is split");
+        std::hint::black_box(whole.finished.map(|r| r.map_err(|e| e.to_string())));
     }
 }
 

@@ -2,8 +2,10 @@
 //! then the body.
 //!
 //! [`Framer`] accumulates bytes fed in any split and yields whole [`Frame`]s. The declared length
-//! is checked against a limit *before* anything is reserved: the limit is the caller's to set
-//! per protocol state (a few KiB during startup, a little over 1 GiB for `CopyData`).
+//! is checked against a limit (the caller's to set per protocol state: a few KiB during
+//! startup, a little over 1 GiB for `CopyData`), and it never decides how much memory is
+//! reserved: the buffer grows with the bytes that actually arrive, so a 5-byte header declaring
+//! a gigabyte costs nothing until the gigabyte has been received.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -110,7 +112,8 @@ impl Framer {
     }
 
     /// How many more bytes the next frame needs before it is complete (at least 1), or 0 when a
-    /// whole frame is buffered. Lets an IO layer size its reads.
+    /// whole frame is buffered. Lets an IO layer size its reads — capped by the IO layer: this
+    /// is the *declared* length, up to the limit, not a size to reserve.
     pub fn wanted(&self) -> usize {
         match self.peek_len() {
             Some(Ok(len)) => (HEADER_LEN + len).saturating_sub(self.buf.len()),
@@ -144,8 +147,8 @@ impl Framer {
             Some(r) => r?,
         };
         if self.buf.len() < HEADER_LEN + body_len {
-            // Reserve what this frame still needs, never more than its (checked) length.
-            self.buf.reserve(HEADER_LEN + body_len - self.buf.len());
+            // Nothing is reserved by the declared length: the buffer grows only as bytes are
+            // fed (or read into `buffer_mut`), so memory follows what was received.
             return Ok(None);
         }
         let tag = self.buf[0];
@@ -178,6 +181,24 @@ mod tests {
         f.feed(b"d\x7f\xff\xff\xf0");
         assert!(matches!(f.next_frame(), Err(FrameError::TooLong { tag: b'd', .. })));
         assert!(f.buffer_mut().capacity() < 1024, "reserved {}", f.buffer_mut().capacity());
+    }
+
+    /// Issue 13: the 6-byte input option byte, `d`, 0x40000004 made the framer reserve 1 GiB.
+    #[test]
+    fn declared_length_reserves_nothing() {
+        let mut f = Framer::new(MAX_MESSAGE_LEN);
+        f.feed(&[b'd', 0x40, 0x00, 0x00, 0x04]);
+        assert_eq!(f.next_frame().unwrap(), None);
+        assert_eq!(f.wanted(), 1 << 30);
+        assert!(f.buffer_mut().capacity() < 4096, "reserved {}", f.buffer_mut().capacity());
+        // A trickle of body bytes grows the buffer with what arrived, not with the declared size.
+        for _ in 0..100 {
+            f.feed(&[0; 100]);
+            assert_eq!(f.next_frame().unwrap(), None);
+        }
+        assert!(f.buffer_mut().capacity() < 64 * 1024, "reserved {}", f.buffer_mut().capacity());
+        // Through the fuzz entry point (first byte = options), as the fuzzer found it.
+        crate::fuzzing::frame(&[0, b'd', 0x40, 0x00, 0x00, 0x04]);
     }
 
     #[test]

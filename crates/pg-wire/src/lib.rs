@@ -8,8 +8,8 @@
 //! # Modules
 //!
 //! - [`frame`]: splits a byte stream into backend messages ([`Frame`]: tag + body), with a hard
-//!   cap on a message's declared length so that a hostile 5-byte header cannot make us reserve
-//!   gigabytes.
+//!   cap on a message's declared length, and a buffer that grows only with the bytes received,
+//!   so that a hostile 5-byte header cannot make us reserve gigabytes.
 //! - [`message`]: typed, strictly checked backend messages ([`BackendMessage::parse`]) and the
 //!   frontend encoders ([`message::frontend`]: `Query`, password, SASL, CopyData, CancelRequest…).
 //! - [`error`]: `ErrorResponse` / `NoticeResponse` with every field and the SQLSTATE

@@ -551,6 +551,38 @@ impl ReplicationMessage {
     }
 }
 
+impl ReplicationMessage {
+    /// Appends the whole CopyData message (`d`, length, payload) that [`ReplicationMessage::parse`]
+    /// reads back: what a server sends (used by test peers, and by the `frame` fuzz target to
+    /// check that parsing loses nothing).
+    pub fn encode(&self, out: &mut BytesMut) {
+        let payload_len = match self {
+            Self::XLogData(x) => 25 + x.data.len(),
+            Self::PrimaryKeepalive(_) => 18,
+        };
+        out.reserve(5 + payload_len);
+        out.put_u8(b'd');
+        // A payload past i32::MAX cannot be framed; the framer's limit (1 GiB) keeps parsed
+        // messages far below it.
+        out.put_i32(i32::try_from(4 + payload_len).unwrap_or(i32::MAX));
+        match self {
+            Self::XLogData(x) => {
+                out.put_u8(b'w');
+                out.put_u64(x.wal_start.0);
+                out.put_u64(x.wal_end.0);
+                out.put_i64(x.send_time.0);
+                out.put_slice(&x.data);
+            }
+            Self::PrimaryKeepalive(k) => {
+                out.put_u8(b'k');
+                out.put_u64(k.wal_end.0);
+                out.put_i64(k.send_time.0);
+                out.put_u8(u8::from(k.reply_requested));
+            }
+        }
+    }
+}
+
 /// `r` standby status update, sent by the client inside CopyData.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StandbyStatusUpdate {

@@ -11,6 +11,9 @@ use std::process::{Command, Output, Stdio};
 
 use pg_testkit::{ClusterOptions, ScratchDir, TestCluster, per_major};
 
+/// A tar archive's entries by path: type and content.
+type TarEntries = BTreeMap<String, (tar::EntryType, Vec<u8>)>;
+
 fn pgplakar(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgplakar"))
         .args(args)
@@ -78,11 +81,8 @@ per_major!(fn physical_backup_verifies_and_starts(major) {
     assert_eq!(restored.sql(FINGERPRINT).unwrap(), before);
 });
 
-/// Members of a tar by path: type and content.
-type Members = BTreeMap<String, (tar::EntryType, Vec<u8>)>;
-
 /// The members of a tar, by path.
-fn tar_members(path: &Path) -> Members {
+fn tar_members(path: &Path) -> BTreeMap<String, (tar::EntryType, Vec<u8>)> {
     let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
     archive
         .entries()
@@ -100,7 +100,11 @@ fn tar_members(path: &Path) -> Members {
 
 /// Writes a tar with the members of `source` after `change` (the tar crate, as an independent
 /// writer).
-fn rewrite_tar(source: &Path, dest: &Path, change: impl FnOnce(&mut Members)) {
+fn rewrite_tar(
+    source: &Path,
+    dest: &Path,
+    change: impl FnOnce(&mut BTreeMap<String, (tar::EntryType, Vec<u8>)>),
+) {
     let mut members = tar_members(source);
     change(&mut members);
     let mut builder = tar::Builder::new(std::fs::File::create(dest).unwrap());
@@ -137,7 +141,7 @@ fn tar_output_extracts_with_gnu_tar_starts_and_verifies() {
 
     // Damage, one kind per copy: each is found.
     let base = out_dir.join("base.tar");
-    let damaged = |name: &str, change: &dyn Fn(&mut Members)| -> PathBuf {
+    let damaged = |name: &str, change: &dyn Fn(&mut TarEntries)| -> PathBuf {
         let dir = scratch.path().join(name);
         std::fs::create_dir(&dir).unwrap();
         std::fs::copy(out_dir.join("backup_manifest"), dir.join("backup_manifest")).unwrap();

@@ -94,6 +94,11 @@ fn show_and_sizes() {
         ("16 MB", Some(16 << 20)),
         ("x", None),
         ("5PB", None),
+        // Overflow is refused, never wrapped (issue 13).
+        ("17592186044417MB", None),
+        ("16777216TB", None),
+        ("18446744073709551616", None),
+        ("18446744073709551615", Some(u64::MAX)),
     ] {
         assert_eq!(Show { name: String::new(), value: v.into() }.size_bytes(), n, "{v}");
     }
