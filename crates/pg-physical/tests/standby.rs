@@ -114,7 +114,8 @@ async fn backup(
     options: &BackupOptions,
     target: &Target,
 ) -> Result<BackupReport, PhysicalError> {
-    let mut sink_options = DirSinkOptions::new(target.data());
+    // Keep a failed backup's directory: the tests read the reason in its marker.
+    let mut sink_options = DirSinkOptions { keep_on_failure: true, ..DirSinkOptions::new(target.data()) };
     sink_options.sync = false;
     let mut sink = DirSink::create(sink_options).unwrap();
     common::backup(&config(cluster), options, &target.run(), &mut sink).await
