@@ -278,12 +278,19 @@ impl Config {
 
         // netloc: only when it reads back identically (see libpq's host/port list rules).
         if let Some(hosts) = self.hosts() {
-            let ports = self.ports();
+            // The port entries as written (`0864` stays `0864`: the value is kept literally, so
+            // printing the number it means would read back as a different configuration).
+            let ports: Option<Vec<&str>> = self.get(Param::Port).map(|p| p.split(',').collect());
             let netloc_safe = hosts.iter().all(|h| !h.is_empty() && h.bytes().all(is_netloc_byte));
             let ports_fit = match &ports {
                 None => hosts.len() == 1,
-                // A lone empty port would read back as no port at all.
-                Some(ps) => ps.len() == hosts.len() && !(ps.len() == 1 && ps[0].is_none()),
+                // A lone empty port would read back as no port at all; an entry with spaces or
+                // a sign goes to the query part, where it is kept as it is.
+                Some(ps) => {
+                    ps.len() == hosts.len()
+                        && !(ps.len() == 1 && ps[0].is_empty())
+                        && ps.iter().all(|e| e.bytes().all(|b| b.is_ascii_digit()))
+                }
             };
             if netloc_safe && ports_fit {
                 for (i, h) in hosts.iter().enumerate() {
@@ -297,11 +304,9 @@ impl Config {
                     } else {
                         out.push_str(h);
                     }
-                    if let Some(Some(port)) = ports.as_ref().map(|ps| ps[i]) {
+                    if let Some(ps) = &ports {
                         out.push(':');
-                        out.push_str(&port.to_string());
-                    } else if ports.is_some() {
-                        out.push(':');
+                        out.push_str(ps[i]);
                     }
                 }
                 done[Param::Host as usize] = true;

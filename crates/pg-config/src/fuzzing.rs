@@ -4,8 +4,8 @@
 use std::hint::black_box;
 use std::io::BufReader;
 
-use crate::Config;
 use crate::passfile::{LineRead, Lookup, escape_passfile_field, match_line, read_bounded_line};
+use crate::{Config, Param, Password};
 
 /// `conninfo` target: the input as a libpq connection string (keyword/value or URI). What
 /// parses must print back, as keywords and as a URI, to text that parses to the same
@@ -25,12 +25,20 @@ pub fn conninfo(data: &[u8]) {
     let uri = cfg.to_uri_exposing_password();
     let again = Config::parse(&uri).unwrap_or_else(|e| panic!("{uri:?} does not parse back: {e}"));
     assert!(again == cfg, "URI round trip changed the configuration: {uri:?}");
-    if let Some(p) = cfg.password().filter(|p| p.expose().len() >= 4) {
-        let shown = [cfg.to_keyword_string_without_password(), cfg.redacted_uri(), format!("{cfg:?}")];
-        for s in shown {
-            assert!(!s.contains(p.expose()), "password shown in {s:?}");
-        }
+    // What is shown does not depend on the passwords: the same with other ones. (A password
+    // that is also written in another value, say the database name, does show there: that is
+    // the other value, not a leak; the fuzzer found such an input. Whether a password is empty
+    // may show: the redacted URI has `:********` only for a non-empty one.)
+    let shown = |c: &Config| [c.to_keyword_string_without_password(), c.redacted_uri(), format!("{c:?}")];
+    let another = |p: &Password| if p.is_empty() { "" } else { "\u{1}another password" };
+    let mut other = cfg.clone();
+    if let Some(p) = cfg.password() {
+        other.set_password(Password::new(another(p)));
     }
+    if let Some(p) = cfg.sslpassword() {
+        other.set(Param::SslPassword, another(p)).expect("any sslpassword");
+    }
+    assert_eq!(shown(&cfg), shown(&other), "what is shown depends on a password");
 }
 
 /// `passfile` target. The input is a passfile: its lines are read in pieces whose size comes
