@@ -16,10 +16,12 @@
 //! - [`export`]: the exporter driver: `Init`, `Export` in Plakar's walk order (pre-order,
 //!   children sorted by name, the selected directory as `/`), 1 MiB chunks and the empty end
 //!   chunk; and [`export::write_out`], which writes a snapshot subtree to a directory as Plakar's
-//!   `fs` exporter does.
+//!   `fs` exporter does;
+//! - [`procs`]: the plugin's child processes as `/proc` shows them (argv, environment, leftovers).
 
 pub mod export;
 pub mod import;
+pub mod procs;
 pub mod proto;
 pub mod store;
 pub mod transport;
@@ -81,6 +83,27 @@ pub fn plugin_binary(name: &str) -> std::path::PathBuf {
         // binaries for an integration test of this crate).
         let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(&root).args(["build", "-q", "-p", "plakar-postgresql"]);
+        // Not the variables cargo sets for this test process: build scripts track some of them
+        // (ring's reruns on CARGO_MANIFEST_DIR), so passing them on would rebuild ring, rustls
+        // and everything above them here, and again at the next ordinary build (~40 s each).
+        for (key, _) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if key.starts_with("CARGO_PKG_")
+                || matches!(
+                    key,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                )
+            {
+                cmd.env_remove(key);
+            }
+        }
         if profile == "release" {
             cmd.arg("--release");
         }
