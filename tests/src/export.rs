@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -104,12 +105,28 @@ pub fn walk(snapshot: &Snapshot, pathname: &str) -> Vec<(connectors::Record, Opt
     out
 }
 
+/// Called by the sender with a file's path (as sent) after its last data chunk and before its
+/// empty end chunk: the plugin has the whole body but not its end, so the child restoring it
+/// is still running, waiting for more input.
+pub type BeforeEnd = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// How the host misbehaves during Export.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ExportSettings {
     /// Stop in the middle of the `n`-th file's body (0-based among files with content): half-close
     /// without the end chunk, as on a repository read error.
     pub truncate_file: Option<usize>,
+    /// A hook before each end chunk (see [`BeforeEnd`]).
+    pub before_end: Option<BeforeEnd>,
+}
+
+impl std::fmt::Debug for ExportSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportSettings")
+            .field("truncate_file", &self.truncate_file)
+            .field("before_end", &self.before_end.as_ref().map(|_| "hook"))
+            .finish()
+    }
 }
 
 /// What happened during Export.
@@ -140,6 +157,7 @@ pub async fn run(
     let sender = tokio::spawn(async move {
         let mut files = 0usize;
         for (record, content) in records {
+            let record_path = record.pathname.clone();
             if tx.send(ExportRequest { packet: Some(Packet::Record(record)) }).await.is_err() {
                 return;
             }
@@ -165,6 +183,12 @@ pub async fn run(
                 }
                 if truncate {
                     return;
+                }
+                if let Some(hook) = &settings.before_end {
+                    let path = record_path.clone();
+                    let hook = Arc::clone(hook);
+                    // Off the runtime's threads: the hook may read /proc or wait.
+                    let _ = tokio::task::spawn_blocking(move || hook(&path)).await;
                 }
                 if tx.send(ExportRequest { packet: Some(Packet::Chunk(Bytes::new())) }).await.is_err() {
                     return;

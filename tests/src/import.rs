@@ -56,6 +56,11 @@ pub async fn init(
 /// A per-record decision of a scenario.
 pub type Decide = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Called by a worker after each chunk of an `Open` it received, with the path and the bytes
+/// received so far for that path, before it reads the next chunk (the host stops reading
+/// meanwhile: what a slow store or a scenario's side effect looks like to the plugin).
+pub type OnChunk = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
 /// How the host behaves during Import.
 #[derive(Clone)]
 pub struct Settings {
@@ -71,6 +76,8 @@ pub struct Settings {
     pub cache: Option<Arc<Snapshot>>,
     /// Where content goes.
     pub store: BlobStore,
+    /// A hook after each chunk received (see [`OnChunk`]).
+    pub on_chunk: Option<OnChunk>,
 }
 
 impl Settings {
@@ -83,6 +90,7 @@ impl Settings {
             cancel_open: Arc::new(|_| false),
             cache: None,
             store,
+            on_chunk: None,
         }
     }
 }
@@ -429,6 +437,9 @@ async fn open(
                     }
                     w.write(&m.chunk).map_err(|e| e.to_string())?;
                     sh.bytes.fetch_add(m.chunk.len() as u64, Ordering::SeqCst);
+                    if let Some(hook) = &settings.on_chunk {
+                        hook(&r.pathname, w.len());
+                    }
                     if cancel_after_first {
                         sh.cancelled.fetch_add(1, Ordering::SeqCst);
                         w.discard();

@@ -1,15 +1,20 @@
 //! `postgresqlImporter` then `postgresqlExporter` through the test host, against real servers:
 //! one database with its globals into a fresh cluster, the whole cluster through `all.sql`, a
-//! failing restore that fails `Export`, and a bad option that fails `Init`.
+//! failing restore that fails `Export`, and a bad option that fails `Init`; a `pg_dump` killed
+//! in the middle of its stream fails `Import` and leaves no process; no password on any
+//! child's command line or in its environment, in the plugins' stderr, in the stored records or
+//! in error messages; a snapshot in the Go plugin's layout restores.
 
 #![allow(clippy::print_stderr)] // notes about what a major cannot do, in the test output
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::export;
 use e2e::import::{self, Settings};
-use e2e::store::BlobStore;
+use e2e::store::{BlobStore, Entry, Info, Snapshot};
+use e2e::{export, procs};
 use e2e::transport::{Plugin, SpawnOptions};
 use pg_testkit::{Auth, ClusterOptions, ScratchDir, TestCluster, User, per_major};
 
@@ -151,7 +156,7 @@ per_major!(async fn logical_round_trips_through_the_plugins(major) {
     let plugin = Plugin::spawn(&e2e::plugin_binary("postgresqlExporter"), &SpawnOptions::default()).await.unwrap();
     let target3 = cluster(major);
     export::init(plugin.channel(), "postgres", config(&[("location", url(&target3, "")), ("pg_bin_dir", pg_bin_dir(major))])).await.unwrap();
-    let cut = export::run(plugin.channel(), &one.snapshot, &store, "/shop.dump", export::ExportSettings { truncate_file: Some(0) }).await;
+    let cut = export::run(plugin.channel(), &one.snapshot, &store, "/shop.dump", export::ExportSettings { truncate_file: Some(0), ..Default::default() }).await;
     assert!(cut.result.is_err(), "{cut:?}");
     let (status, _) = plugin.close_stdin_and_wait(Duration::from_secs(10)).await.unwrap();
     assert!(status.success());
@@ -164,4 +169,103 @@ per_major!(async fn logical_round_trips_through_the_plugins(major) {
         .unwrap_err();
     assert!(err.message().contains("compres"), "{}", err.message());
     let _ = plugin.close_stdin_and_wait(Duration::from_secs(10)).await.unwrap();
+});
+
+/// Rows of ~200 bytes: a dump of ~12 MB, far more than the plugin's chunk, pipe and HTTP/2
+/// windows hold, so `pg_dump` is still running (blocked on its pipe) while the host holds the
+/// first chunk of its record.
+const BIG_ROWS: u32 = 60_000;
+
+fn fill_big(cluster: &TestCluster, db: &str) {
+    cluster
+        .sql_db(
+            db,
+            &format!(
+                "create table big as select g as id, repeat(md5(g::text), 6) as pad from generate_series(1, {BIG_ROWS}) g"
+            ),
+        )
+        .unwrap();
+}
+
+/// Waits until the server has no session of `application_name` left.
+async fn no_session_of(cluster: &TestCluster, application_name: &str) {
+    let q = format!("select count(*) from pg_stat_activity where application_name = '{application_name}'");
+    let mut left = String::new();
+    for _ in 0..100 {
+        left = cluster.sql(&q).unwrap();
+        if left == "0" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{left} {application_name} session(s) left on the server");
+}
+
+per_major!(async fn a_pg_dump_killed_mid_stream_fails_import_and_leaves_no_process(major) {
+    let source = cluster(major);
+    source.sql("create database shop").unwrap();
+    fill_big(&source, "shop");
+    let store_dir = ScratchDir::new().unwrap();
+    let store = BlobStore::new(store_dir.path(), true).unwrap();
+    let mut plugin =
+        Plugin::spawn(&e2e::plugin_binary("postgresqlImporter"), &SpawnOptions::default()).await.unwrap();
+    let plugin_pid = plugin.pid;
+    let init = import::init(
+        plugin.channel(),
+        "postgres",
+        config(&[("location", url(&source, "shop")), ("pg_bin_dir", pg_bin_dir(major))]),
+        4,
+    )
+    .await
+    .expect("Init");
+
+    // When the host holds the first chunk of /shop.dump, the real pg_dump child is SIGKILLed.
+    let seen: Arc<Mutex<Option<Vec<procs::Proc>>>> = Arc::default();
+    let mut settings = Settings::new(4, store.clone());
+    let s2 = Arc::clone(&seen);
+    settings.on_chunk = Some(Arc::new(move |path, _| {
+        let mut seen = s2.lock().unwrap();
+        if path != "/shop.dump" || seen.is_some() {
+            return;
+        }
+        let dumps: Vec<procs::Proc> = procs::children(plugin_pid)
+            .into_iter()
+            .filter(|p| p.comm == "pg_dump" && p.state != 'Z')
+            .collect();
+        if let [one] = dumps.as_slice() {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(one.pid as i32), nix::sys::signal::Signal::SIGKILL)
+                .unwrap();
+        }
+        *seen = Some(dumps);
+    }));
+    let outcome = tokio::time::timeout(Duration::from_secs(60), import::run(plugin.channel(), &init, settings))
+        .await
+        .expect("Import ended");
+    let dumps = seen.lock().unwrap().take().expect("the host received a chunk of /shop.dump");
+    assert_eq!(dumps.len(), 1, "one running pg_dump child while the host holds the first chunk: {dumps:?}");
+
+    // Import fails before `finished`, saying which file, which tool and how it ended.
+    let msg = outcome.result.clone().unwrap_err();
+    assert_eq!(outcome.finished, 0, "{msg}");
+    assert!(msg.starts_with("import failed: "), "{msg}");
+    for part in ["/shop.dump", "pg_dump", "killed by signal 9"] {
+        assert!(msg.contains(part), "{part:?} not in {msg:?}");
+    }
+    assert!(!msg.contains(PASSWORD), "{msg}");
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    // The cut dump never passes for a good file: its Open ended with an error.
+    assert!(outcome.snapshot.errors.contains_key("/shop.dump"), "{:?}", outcome.snapshot.errors);
+    assert!(outcome.snapshot.entries.get("/shop.dump").is_none_or(|e| e.content.is_none()));
+
+    // Nothing left behind: no child (not even a zombie) of the plugin, no pg_dump session.
+    let left = procs::descendants(plugin_pid);
+    assert!(left.is_empty(), "processes left behind by the plugin: {left:?}");
+    assert!(plugin.is_running(), "the plugin survives a failed backup");
+    no_session_of(&source, "pg_dump").await;
+
+    import::client(plugin.channel()).close(e2e::proto::importer::CloseRequest {}).await.expect("Close");
+    assert_eq!(plugin.stdout_violation(), None);
+    let (status, stderr) = plugin.close_stdin_and_wait(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(!stderr.contains(PASSWORD));
 });
