@@ -435,3 +435,116 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
     assert_eq!(grep.status.code(), Some(1), "the password is stored: {}", String::from_utf8_lossy(&grep.stdout));
     eprintln!("{} child processes seen: {names:?}", seen.len());
 });
+
+/// Go's zero `time.Time` (year 1) in Unix seconds: the mtime of the Go plugin's dump records.
+const GO_ZERO_TIME: i64 = -62_135_596_800;
+
+/// Runs a client tool as the Go plugin did (`pgconn` `Args()` and `Env()`): `-h <host> -p
+/// <port> -w -U <user>` then `args`, the password in `PGPASSWORD`, `PGCONNECT_TIMEOUT=10`.
+fn go_tool(major: u32, cluster: &TestCluster, tool: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(std::path::Path::new(&pg_bin_dir(major)).join(tool))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-h", "127.0.0.1", "-p", &cluster.port().to_string(), "-w", "-U", USER])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Stores `content` in `store` as a record the Go plugin emitted (mode 0444, the size the host
+/// read).
+fn go_record(snapshot: &mut Snapshot, store: &BlobStore, path: &str, content: &[u8], mtime_secs: i64) {
+    let mut w = store.writer().unwrap();
+    w.write(content).unwrap();
+    let hash = store.commit(w).unwrap();
+    let info = Info {
+        name: e2e::store::base(path).into(),
+        size: content.len() as i64,
+        mode: 0o444,
+        mtime_secs,
+        nlink: 1,
+        ..Info::default()
+    };
+    snapshot.entries.insert(path.into(), Entry { info, content: Some(hash), ..Entry::default() });
+}
+
+per_major!(async fn a_go_layout_snapshot_restores_through_the_exporter(major) {
+    let source = cluster(major);
+    source
+        .sql("create role shop_owner login password 'owner-secret'; create role reader nologin; create database shop owner shop_owner;")
+        .unwrap();
+    source
+        .sql_db("shop", "create table items (id int primary key, name text); insert into items select g, 'item ' || g from generate_series(1, 5000) g; alter table items owner to shop_owner; grant select on items to reader;")
+        .unwrap();
+
+    // The snapshot the Go plugin (later releases, a whole-cluster backup) wrote: /manifest.json,
+    // /00000-globals.sql from `pg_dumpall --globals-only`, then one /NNNNN-<db>.dump per
+    // connectable database in name order, from `pg_dump -Fc -Z0 <db>` (compress=false), run
+    // with the Go plugin's arguments and environment. Dumps have mtime year 1 and mode 0444.
+    let store_dir = ScratchDir::new().unwrap();
+    let store = BlobStore::new(store_dir.path(), true).unwrap();
+    let mut snapshot =
+        Snapshot { root: "/".into(), r#type: "postgresql".into(), origin: "127.0.0.1".into(), ..Snapshot::default() };
+    let globals = go_tool(major, &source, "pg_dumpall", &["--globals-only"]);
+    go_record(&mut snapshot, &store, "/00000-globals.sql", &globals, GO_ZERO_TIME);
+    let databases = source.sql("select datname from pg_database where datallowconn order by datname").unwrap();
+    let databases: Vec<&str> = databases.lines().collect();
+    assert_eq!(databases, ["postgres", "shop", "template1"]);
+    for (i, db) in databases.iter().enumerate() {
+        let dump = go_tool(major, &source, "pg_dump", &["-Fc", "-Z0", db]);
+        go_record(&mut snapshot, &store, &format!("/{:05}-{db}.dump", i + 1), &dump, GO_ZERO_TIME);
+    }
+    let pg_dump_version = Command::new(std::path::Path::new(&pg_bin_dir(major)).join("pg_dump")).arg("--version").output().unwrap();
+    let pg_dump_version = String::from_utf8(pg_dump_version.stdout).unwrap();
+    let roles = source
+        .sql("select json_agg(json_build_object('name', rolname, 'superuser', rolsuper, 'replication', rolreplication, 'can_login', rolcanlogin, 'create_db', rolcreatedb, 'create_role', rolcreaterole, 'inherit', rolinherit, 'bypass_rls', rolbypassrls, 'connection_limit', rolconnlimit, 'valid_until', null) order by rolname) from pg_roles")
+        .unwrap();
+    let manifest = serde_json::json!({
+        "version": 2,
+        "created_at": "2026-05-08T10:00:00.123456789Z",
+        "connector": "postgresql",
+        "host": "127.0.0.1",
+        "port": source.port().to_string(),
+        "server_version": source.sql("show server_version").unwrap(),
+        "server_version_num": source.sql("show server_version_num").unwrap().parse::<i64>().unwrap(),
+        "pg_dump_version": pg_dump_version.trim(),
+        "cluster_system_identifier": source.sql("select system_identifier::text from pg_control_system()").unwrap(),
+        "in_recovery": false,
+        "dump_format": "custom",
+        "options": { "schema_only": false, "data_only": false, "compress": false },
+        "roles": serde_json::from_str::<serde_json::Value>(&roles).unwrap(),
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest).unwrap();
+    go_record(&mut snapshot, &store, "/manifest.json", &manifest, 1_778_234_400);
+    snapshot.relink();
+
+    // Restored through the exporter, in Plakar's walk order (globals first in this layout),
+    // into a fresh cluster where the database exists (the Go plugin's default restore mode;
+    // and a 12 target cannot take `CREATE DATABASE` from a newer pg_dump).
+    let target = cluster(major);
+    target.sql("create database shop").unwrap();
+    let restored = restore(&target, &[("restore_globals", "true".into())], &snapshot, &store, "/").await;
+    assert_eq!(restored.result, Ok(()), "{:?}", restored.results);
+    let paths: Vec<&str> = restored.results.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/", "/00000-globals.sql", "/00001-postgres.dump", "/00002-shop.dump", "/00003-template1.dump", "/manifest.json"]
+    );
+    assert!(restored.results.iter().all(|(_, e)| e.is_empty()), "{:?}", restored.results);
+
+    // The data, in the database named by the file (not "00002-shop"), and the globals: roles
+    // with their attributes and password, the owner and the grant.
+    assert_eq!(target.sql_db("shop", "select count(*), sum(id) from items").unwrap(), "5000|12502500");
+    assert_eq!(target.sql("select count(*) from pg_database where datname like '0%'").unwrap(), "0");
+    assert_eq!(target.sql_db("shop", "select tableowner from pg_tables where tablename = 'items'").unwrap(), "shop_owner");
+    assert_eq!(target.sql_db("shop", "select has_table_privilege('reader', 'items', 'select')").unwrap(), "t");
+    let role = "select rolcanlogin, rolpassword from pg_authid where rolname = 'shop_owner'";
+    assert_eq!(target.sql(role).unwrap(), source.sql(role).unwrap());
+    assert!(target.sql(role).unwrap().starts_with("t|SCRAM-SHA-256$"));
+    assert_eq!(target.sql("select rolcanlogin from pg_roles where rolname = 'reader'").unwrap(), "f");
+});
