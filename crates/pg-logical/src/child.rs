@@ -33,7 +33,7 @@ const KEPT_ERRORS: usize = 10;
 const MAX_LINE: usize = 4096;
 
 /// Variables a child inherits from this process (everything else, `PG*` included, is dropped).
-const INHERITED_VARS: &[&str] =
+pub(crate) const INHERITED_VARS: &[&str] =
     &["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_MESSAGES", "LC_CTYPE", "TZ"];
 
 /// The connection hand-off shared by the children of one backup or restore.

@@ -156,6 +156,13 @@ async fn probe(dir: &Path, tools: &[&str]) -> Option<ToolSet> {
     }
     let mut cmd = tokio::process::Command::new(&pg_dump);
     cmd.arg("--version").stdin(std::process::Stdio::null()).kill_on_drop(true);
+    // The environment every child gets (no inherited `PG*` variable, no secret of the caller's).
+    cmd.env_clear();
+    for var in crate::child::INHERITED_VARS {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
     let out = tokio::time::timeout(Duration::from_secs(10), cmd.output()).await.ok()?.ok()?;
     let line = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_owned();
     let major = parse_major(&line)?;
@@ -281,6 +288,20 @@ mod tests {
         let sets = discover(&ToolSearch::dirs(dirs.clone()), &["pg_restore", "psql"]).await;
         let got: Vec<(u32, &Path)> = sets.iter().map(|s| (s.major, s.dir.as_path())).collect();
         assert_eq!(got, [(17, dirs[2].as_path()), (16, dirs[0].as_path())]);
+    }
+
+    #[tokio::test]
+    async fn the_version_probe_inherits_no_variable_of_the_caller() {
+        use std::os::unix::fs::PermissionsExt;
+        // cargo sets it for a test run: a variable of the caller that is not in INHERITED_VARS.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pg_dump");
+        std::fs::write(&f, "#!/bin/sh\n[ -z \"$CARGO_MANIFEST_DIR\" ] && echo 'pg_dump (PostgreSQL) 16.2'\n")
+            .unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let set = probe(dir.path(), &["pg_dump"]).await.expect("the probe saw a variable of the caller");
+        assert_eq!(set.major, 16);
     }
 
     #[test]
