@@ -100,7 +100,7 @@ pub fn descendants(pid: u32) -> Vec<Proc> {
 /// deterministic [`Watcher::snapshot`] while it is known to run), plus explicit snapshots.
 pub struct Watcher {
     pid: u32,
-    seen: Arc<Mutex<BTreeMap<(u32, Vec<String>), Proc>>>,
+    seen: Arc<Seen>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -151,7 +151,10 @@ impl Drop for Watcher {
     }
 }
 
-fn record(seen: &Mutex<BTreeMap<(u32, Vec<String>), Proc>>, procs: Vec<Proc>) {
+/// Processes seen, by pid and command line.
+type Seen = Mutex<BTreeMap<(u32, Vec<String>), Proc>>;
+
+fn record(seen: &Seen, procs: Vec<Proc>) {
     let mut seen = seen.lock().unwrap();
     for p in procs {
         if p.state == 'Z' || p.argv.is_empty() {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use e2e::import::{self, Settings};
 use e2e::store::{BlobStore, Entry, Info, Snapshot};
-use e2e::{export, procs};
 use e2e::transport::{Plugin, SpawnOptions};
+use e2e::{export, procs};
 use pg_testkit::{Auth, ClusterOptions, ScratchDir, TestCluster, User, per_major};
 
 const PASSWORD: &str = "lOg1cal-e2e-pw";
@@ -288,7 +288,11 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
     fill_big(&source, "shop");
     let store_dir = ScratchDir::new().unwrap();
     let store = BlobStore::new(&store_dir.path().join("store"), true).unwrap();
-    let verbose = SpawnOptions { env: vec![("RUST_LOG".into(), "trace".into())], ..SpawnOptions::default() };
+    // A variable of the caller's environment: the children must not inherit it.
+    let verbose = SpawnOptions {
+        env: vec![("RUST_LOG".into(), "trace".into()), ("E2E_CALLER_ONLY".into(), "1".into())],
+        ..SpawnOptions::default()
+    };
     let mut seen: Vec<procs::Proc> = Vec::new();
     let mut stderrs = String::new();
     let mut errors: Vec<String> = Vec::new();
@@ -417,6 +421,10 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
     }
     for p in &seen {
         assert!(!p.mentions(PASSWORD), "the password is in the argv or environment of a child: {p:?}");
+        // A fork not yet exec'd still shows the plugin's own environment.
+        if !p.comm.starts_with("postgresql") {
+            assert!(!p.environ.iter().any(|v| v.starts_with("E2E_CALLER_ONLY=")), "a child inherited the caller's environment: {p:?}");
+        }
     }
     // The plugins' stderr (at trace level), the error messages, the stored records (the
     // snapshots' files, /manifest.json included) and the snapshots' indexes.
