@@ -328,7 +328,10 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
         let (status, stderr) = plugin.close_stdin_and_wait(Duration::from_secs(10)).await.unwrap();
         assert!(status.success(), "{stderr}");
         let running = running.lock().unwrap().clone();
-        assert!(running.get(record).is_some_and(|c| c.contains(tool)), "{tool} running at the first chunk of {record}: {running:?}");
+        assert!(
+            running.get(record).is_some_and(|c| c.contains(tool)),
+            "{tool} running at the first chunk of {record}: {running:?}"
+        );
         seen.extend(watcher.seen());
         stderrs.push_str(&stderr);
         snapshots.push(outcome.snapshot);
@@ -387,7 +390,10 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
         errors.extend(outcome.results.iter().map(|(_, e)| e.clone()));
         let running = running.lock().unwrap().clone();
         for (path, tool) in expect {
-            assert!(running.get(path).is_some_and(|c| c.contains(tool)), "{tool} running before the end of {path}: {running:?}");
+            assert!(
+                running.get(path).is_some_and(|c| c.contains(tool)),
+                "{tool} running before the end of {path}: {running:?}"
+            );
         }
         seen.extend(watcher.seen());
         stderrs.push_str(&stderr);
@@ -397,7 +403,8 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
     // Failures: a wrong password (which contains the right one) for a backup and a restore.
     let wrong = format!("postgres://{USER}:{PASSWORD}-wrong@127.0.0.1:{}/shop", source.port());
     let plugin = Plugin::spawn(&e2e::plugin_binary("postgresqlImporter"), &verbose).await.unwrap();
-    let init = import::init(plugin.channel(), "postgres", config(&[("location", wrong.clone()), ("pg_bin_dir", pg_bin_dir(major))]), 4).await.expect("Init");
+    let cfg = config(&[("location", wrong.clone()), ("pg_bin_dir", pg_bin_dir(major))]);
+    let init = import::init(plugin.channel(), "postgres", cfg.clone(), 4).await.expect("Init");
     let failed = import::run(plugin.channel(), &init, Settings::new(4, store.clone())).await;
     let msg = failed.result.clone().unwrap_err();
     assert!(msg.contains("password authentication failed"), "{msg}");
@@ -405,7 +412,7 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
     let (_, stderr) = plugin.close_stdin_and_wait(Duration::from_secs(10)).await.unwrap();
     stderrs.push_str(&stderr);
     let plugin = Plugin::spawn(&e2e::plugin_binary("postgresqlExporter"), &verbose).await.unwrap();
-    export::init(plugin.channel(), "postgres", config(&[("location", wrong), ("pg_bin_dir", pg_bin_dir(major))])).await.expect("exporter Init");
+    export::init(plugin.channel(), "postgres", cfg).await.expect("exporter Init");
     let failed = export::run(plugin.channel(), &snapshots[0], &store, "/", export::ExportSettings::default()).await;
     let msg = failed.result.clone().unwrap_err();
     assert!(msg.contains("password authentication failed"), "{msg}");
@@ -423,7 +430,8 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
         assert!(!p.mentions(PASSWORD), "the password is in the argv or environment of a child: {p:?}");
         // A fork not yet exec'd still shows the plugin's own environment.
         if !p.comm.starts_with("postgresql") {
-            assert!(!p.environ.iter().any(|v| v.starts_with("E2E_CALLER_ONLY=")), "a child inherited the caller's environment: {p:?}");
+            let inherited = p.environ.iter().any(|v| v.starts_with("E2E_CALLER_ONLY="));
+            assert!(!inherited, "a child inherited the caller's environment: {p:?}");
         }
     }
     // The plugins' stderr (at trace level), the error messages, the stored records (the
@@ -439,7 +447,12 @@ per_major!(async fn no_password_in_any_childs_argv_or_environment_nor_in_stderr_
         std::fs::create_dir(&dir).unwrap();
         s.save(&dir).unwrap();
     }
-    let grep = Command::new("grep").args(["-r", "-l", "-a", "-F", PASSWORD]).arg(store_dir.path()).stdin(Stdio::null()).output().unwrap();
+    let grep = Command::new("grep")
+        .args(["-r", "-l", "-a", "-F", PASSWORD])
+        .arg(store_dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(grep.status.code(), Some(1), "the password is stored: {}", String::from_utf8_lossy(&grep.stdout));
     eprintln!("{} child processes seen: {names:?}", seen.len());
 });
@@ -507,10 +520,16 @@ per_major!(async fn a_go_layout_snapshot_restores_through_the_exporter(major) {
         let dump = go_tool(major, &source, "pg_dump", &["-Fc", "-Z0", db]);
         go_record(&mut snapshot, &store, &format!("/{:05}-{db}.dump", i + 1), &dump, GO_ZERO_TIME);
     }
-    let pg_dump_version = Command::new(std::path::Path::new(&pg_bin_dir(major)).join("pg_dump")).arg("--version").output().unwrap();
+    let pg_dump = std::path::Path::new(&pg_bin_dir(major)).join("pg_dump");
+    let pg_dump_version = Command::new(pg_dump).arg("--version").output().unwrap();
     let pg_dump_version = String::from_utf8(pg_dump_version.stdout).unwrap();
     let roles = source
-        .sql("select json_agg(json_build_object('name', rolname, 'superuser', rolsuper, 'replication', rolreplication, 'can_login', rolcanlogin, 'create_db', rolcreatedb, 'create_role', rolcreaterole, 'inherit', rolinherit, 'bypass_rls', rolbypassrls, 'connection_limit', rolconnlimit, 'valid_until', null) order by rolname) from pg_roles")
+        .sql(
+            "select json_agg(json_build_object('name', rolname, 'superuser', rolsuper, \
+             'replication', rolreplication, 'can_login', rolcanlogin, 'create_db', rolcreatedb, \
+             'create_role', rolcreaterole, 'inherit', rolinherit, 'bypass_rls', rolbypassrls, \
+             'connection_limit', rolconnlimit, 'valid_until', null) order by rolname) from pg_roles",
+        )
         .unwrap();
     let manifest = serde_json::json!({
         "version": 2,
