@@ -184,8 +184,11 @@ impl<W: Write> RecordingWriter<W> {
     }
 
     /// Appends bytes seen in one direction (split into records of at most `MAX_RECORD_LEN`).
+    /// An empty `data` is one empty record (an empty marker label is still a marker).
     pub fn record(&mut self, direction: Direction, nanos: u64, data: &[u8]) -> Result<(), RecordingError> {
-        for piece in data.chunks(MAX_RECORD_LEN as usize) {
+        // `chunks` of an empty slice yields nothing: the empty record is chained on.
+        let pieces = data.chunks(MAX_RECORD_LEN as usize).chain(data.is_empty().then_some(data));
+        for piece in pieces {
             self.out.write_all(&[direction.byte()])?;
             self.out.write_all(&nanos.to_be_bytes())?;
             self.out.write_all(&(piece.len() as u32).to_be_bytes())?;
