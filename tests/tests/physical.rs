@@ -227,7 +227,7 @@ per_major!(async fn host_scenarios_one_worker_skips_cancelled_opens_and_the_cach
     let mut settings = Settings::new(8, store.clone());
     settings.shuffle = true;
     let first = import::run(plugin.channel(), &init, settings).await;
-    assert_eq!(first.result, Ok(()));
+    assert_eq!(first.result, Ok(()), "{}", plugin.stderr());
     close_and_exit(plugin).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let plugin = spawn(false).await;
@@ -236,7 +236,7 @@ per_major!(async fn host_scenarios_one_worker_skips_cancelled_opens_and_the_cach
     let mut settings = Settings::new(8, store.clone());
     settings.cache = Some(Arc::new(first.snapshot.clone()));
     let second = import::run(plugin.channel(), &init2, settings).await;
-    assert_eq!(second.result, Ok(()));
+    assert_eq!(second.result, Ok(()), "{}", plugin.stderr());
     assert!(second.warnings.is_empty(), "{:?}", second.warnings);
     close_and_exit(plugin).await;
     assert!(second.cache_hits > 50, "unchanged relation files are cache hits: {}", second.cache_hits);
