@@ -93,6 +93,10 @@ mod tests {
         assert_eq!(parse_setting("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_setting("5 weeks"), None);
         assert_eq!(parse_setting(""), None);
+        // Overflow is an error, never a wrapped value (issue 13).
+        assert_eq!(parse_setting("18446744073709551615min"), None);
+        assert_eq!(parse_setting("18446744073709551616ms"), None);
+        assert_eq!(parse_setting("213503982334601d"), None);
     }
 
     #[test]

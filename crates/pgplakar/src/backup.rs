@@ -406,6 +406,9 @@ mod tests {
         assert_eq!(parse_rate("100"), Ok(100));
         assert_eq!(parse_rate("2M"), Ok(2048));
         assert!(parse_rate("x").is_err());
+        // Overflow is an error, never a wrapped value (issue 13).
+        assert!(parse_rate("4194304M").unwrap_err().contains("too large"));
+        assert!(parse_rate("4294967296").is_err());
         assert_eq!(parse_compression(Some("server-zstd:3")).unwrap(), Compression::Zstd(Some(3)));
         assert_eq!(parse_compression(Some("gzip")).unwrap(), Compression::Gzip(None));
         assert!(parse_compression(Some("client-gzip")).is_err());
