@@ -98,8 +98,9 @@ pub(crate) struct PhysicalArgs {
     /// Do not flush the written files to disk at the end.
     #[arg(short = 'N', long)]
     no_sync: bool,
-    /// Keep what a failed or interrupted backup wrote into a data directory (with the reason
-    /// in PGPLAKAR_BACKUP_INCOMPLETE) instead of removing it (-Fp).
+    /// Keep what a failed or interrupted backup wrote (with the reason in
+    /// PGPLAKAR_BACKUP_INCOMPLETE) instead of removing it: the data directory (-Fp) or the
+    /// archives (-Ft, without their end-of-archive blocks).
     #[arg(short = 'n', long)]
     no_clean: bool,
     /// Make the backup a standby of the source: standby.signal and primary_conninfo (without
@@ -292,6 +293,7 @@ pub(crate) fn run_physical(args: PhysicalArgs, ui: &Ui) -> Result<u8> {
             o.tablespace_mapping = mapping;
             o.extra_dir = args.metadata_dir.clone();
             o.sync = !args.no_sync;
+            o.keep_on_failure = args.no_clean;
             let mut sink = TarSink::create(o)?;
             let shown =
                 if to_stdout { "stdout (tar)".to_owned() } else { format!("{} (tar)", pgdata.display()) };

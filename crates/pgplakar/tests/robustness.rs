@@ -84,6 +84,20 @@ per_major!(fn failures_remove_what_the_backup_made(major) {
     assert!(marker.contains("password authentication failed"), "{marker}");
     assert!(!marker.contains("wrong"), "no password in the marker: {marker}");
     std::fs::remove_dir_all(&data).unwrap();
+    // The same with -Ft: removed by default, kept with the reason under --no-clean.
+    let out = pgplakar().args(["backup", "physical", "-Ft", "-d", &alice("wrong"), "-D"]).arg(&data).output().unwrap();
+    assert!(!out.status.success());
+    assert!(!data.exists(), "-Ft: the directory the backup created is left: {:?}", entries(&data));
+    let out = pgplakar()
+        .args(["backup", "physical", "-Ft", "--no-clean", "-d", &alice("wrong"), "-D"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let marker = std::fs::read_to_string(data.join("PGPLAKAR_BACKUP_INCOMPLETE")).unwrap();
+    assert!(marker.contains("password authentication failed"), "-Ft: {marker}");
+    assert!(!marker.contains("wrong"), "no password in the marker: {marker}");
+    std::fs::remove_dir_all(&data).unwrap();
     // The retry works.
     let out = pgplakar().args(["backup", "physical", "-d", &alice("right"), "-D"]).arg(&data).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));

@@ -27,7 +27,9 @@
 //! Failure: until [`RecordSink::finish`] there is no `backup_manifest` and no archive has its
 //! end-of-archive blocks, so an interrupted backup cannot pass for a good one; on
 //! [`RecordSink::abort`] the files the sink created are removed (and the directory, if it made
-//! it). A stream is left without its end-of-archive blocks, which `tar` reports.
+//! it), unless [`TarSinkOptions::keep_on_failure`] (`pg_basebackup --no-clean`): then they stay,
+//! flushed but without their end-of-archive blocks, next to an [`INCOMPLETE_MARKER`] file that
+//! gives the reason. A stream is left without its end-of-archive blocks, which `tar` reports.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -72,12 +74,25 @@ pub struct TarSinkOptions {
     pub extra_dir: Option<PathBuf>,
     /// Flush the files to disk at the end (directory target; default true).
     pub sync: bool,
+    /// On abort, keep what was written (directory target) and leave the reason in
+    /// [`INCOMPLETE_MARKER`] instead of removing it (`pg_basebackup --no-clean`; default false).
+    pub keep_on_failure: bool,
 }
+
+/// The file a kept, aborted backup directory holds, with the reason (the name
+/// `dir-sink` uses for the same purpose).
+pub const INCOMPLETE_MARKER: &str = "PGPLAKAR_BACKUP_INCOMPLETE";
 
 impl TarSinkOptions {
     /// Options for a target, with every default.
     pub fn new(target: TarTarget) -> Self {
-        Self { target, tablespace_mapping: BTreeMap::new(), extra_dir: None, sync: true }
+        Self {
+            target,
+            tablespace_mapping: BTreeMap::new(),
+            extra_dir: None,
+            sync: true,
+            keep_on_failure: false,
+        }
     }
 }
 
@@ -131,6 +146,7 @@ struct TarSinkOptionsRest {
     tablespace_mapping: BTreeMap<u32, PathBuf>,
     extra_dir: Option<PathBuf>,
     sync: bool,
+    keep_on_failure: bool,
 }
 
 struct Archive {
@@ -174,6 +190,7 @@ impl TarSink {
             tablespace_mapping: options.tablespace_mapping,
             extra_dir: options.extra_dir,
             sync: options.sync,
+            keep_on_failure: options.keep_on_failure,
         };
         let mut sink = Self {
             options: rest,
@@ -657,6 +674,23 @@ impl RecordSink for TarSink {
             // the reader sees where it stopped.
             let _ = s.out.flush();
         }
+        if self.options.keep_on_failure
+            && let Some(dir) = self.dir.clone()
+        {
+            if let Some(Current::Spooled { path, .. }) = self.current.take() {
+                let _ = fs::remove_file(path);
+            }
+            for archive in self.archives.values_mut() {
+                let _ = archive.out.flush();
+            }
+            tracing::info!("backup directory {} not removed at user's request", dir.display());
+            let text = format!(
+                "This directory is an ABORTED backup written by pg_plakar. Do not use it.\nReason: {reason}\n"
+            );
+            let marker = dir.join(INCOMPLETE_MARKER);
+            return fs::write(&marker, text)
+                .map_err(|error| SinkError::Io { path: marker.display().to_string(), error });
+        }
         self.remove_created();
         Ok(())
     }
@@ -791,6 +825,23 @@ mod tests {
             TarSink::create(TarSinkOptions::new(TarTarget::Stream(Box::new(Shared::default())))).unwrap();
         let err = sink.record(&rec("/tablespaces/1/PG_17", EntryKind::Directory, 0o700)).await.unwrap_err();
         assert!(err.to_string().contains("write the backup into a directory"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn no_clean_keeps_what_it_wrote_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let mut o = TarSinkOptions::new(TarTarget::Directory(out.clone()));
+        o.keep_on_failure = true;
+        let mut sink = TarSink::create(o).unwrap();
+        file(&mut sink, "/data/PG_VERSION", b"17\n").await.unwrap();
+        sink.abort("the server went away").await.unwrap();
+        let marker = std::fs::read_to_string(out.join(INCOMPLETE_MARKER)).unwrap();
+        assert!(marker.contains("ABORTED") && marker.contains("Reason: the server went away"), "{marker}");
+        // The archive is kept, flushed, without its end-of-archive blocks.
+        let base = std::fs::read(out.join("base.tar")).unwrap();
+        assert_eq!(base.len(), 1024, "one header and one block of data, no end blocks");
+        assert!(!out.join("backup_manifest").exists());
     }
 
     #[tokio::test]
