@@ -199,9 +199,15 @@ pub async fn backup<S: RecordSink>(
         client.set_tap(Some(Box::new(r.clone())));
         r.mark(BASE_BACKUP_MARK)?;
     }
+    // Stream mode: the WAL connection and its slot exist before the backup starts (see
+    // `PreparedStreamer`).
+    let mut prepared = match options.wal_method {
+        WalMethod::Stream => Some(stream::Streamer::prepare(&config, &server, run, options).await?),
+        _ => None,
+    };
     tracing::debug!("{command}");
     client.send_query(&command).await.map_err(conn_err)?;
-    if let Err(e) = run_state.receive(&mut client, &config, &server, options, run, sink).await {
+    if let Err(e) = run_state.receive(&mut client, &mut prepared, &server, run, sink).await {
         // Stop the WAL receiver now: its connection (and slot) and its spool go with it.
         if let Some(s) = run_state.streamer.take() {
             s.cancel().await;
@@ -260,9 +266,8 @@ impl Running {
     async fn receive<S: RecordSink>(
         &mut self,
         client: &mut Client,
-        config: &Config,
+        prepared: &mut Option<stream::PreparedStreamer>,
         server: &ServerFacts,
-        options: &BackupOptions,
         run: &RunOptions,
         sink: &mut S,
     ) -> Result<(), PhysicalError> {
@@ -303,13 +308,11 @@ impl Running {
                         self.decoder.finish()?;
                         return Ok(());
                     }
-                    Event::BackupStart { start_lsn, timeline, .. }
-                        if options.wal_method == WalMethod::Stream =>
-                    {
-                        self.streamer = Some(
-                            stream::Streamer::start(config, server, start_lsn, timeline, run, options)
-                                .await?,
-                        );
+                    Event::BackupStart { start_lsn, timeline, .. } => {
+                        if let Some(p) = prepared.take() {
+                            self.streamer =
+                                Some(stream::Streamer::start(p, server, start_lsn, timeline, run).await?);
+                        }
                         self.pipeline.handle(event, sink).await?;
                     }
                     Event::BackupEnd { end_lsn, .. } => {

@@ -1,9 +1,11 @@
 //! Stream mode: WAL received on a second replication connection while the base backup runs
 //! (`pg_basebackup -X stream`), spooled on disk, and handed to the sink after the archives.
 //!
-//! Sequence (protocol-replication.html; `receivelog.c`): `CREATE_REPLICATION_SLOT … TEMPORARY
-//! PHYSICAL RESERVE_WAL` so nothing is recycled before we read it, `IDENTIFY_SYSTEM` (the system
-//! must be the backup's), `START_REPLICATION SLOT … <start segment> TIMELINE <tli>`, then the
+//! Sequence (protocol-replication.html; `receivelog.c`): before `BASE_BACKUP` is sent,
+//! `CREATE_REPLICATION_SLOT … TEMPORARY PHYSICAL RESERVE_WAL` so nothing from the last
+//! checkpoint on is recycled before we read it, and `IDENTIFY_SYSTEM` (the system must be the
+//! backup's); once the backup has started, `START_REPLICATION SLOT … <start segment> TIMELINE
+//! <tli>`, then the
 //! stream itself, driven by `pg_wire`'s sans-IO [`WalReceiver`] (status updates, keepalive
 //! replies, the stop at the backup's end LSN, timeline switches and server errors). The task
 //! here only moves bytes between the connection, the machine and the spool, and reads the clock.
@@ -51,16 +53,27 @@ fn join_error(e: tokio::task::JoinError) -> PhysicalError {
     PhysicalError::Internal(format!("the WAL receiver task failed: {e}"))
 }
 
+/// The second connection, with its slot, before the backup starts.
+///
+/// Made before `BASE_BACKUP` is sent: the slot's `RESERVE_WAL` holds every segment from the last
+/// checkpoint's redo pointer, which is at or before the backup's start, so no checkpoint that
+/// runs while the backup starts can recycle the WAL the receiver will ask for (made after the
+/// backup had started, a busy server with a small `max_wal_size` could remove the start segment
+/// first: `58P01 requested WAL segment … has already been removed`).
+#[derive(Debug)]
+pub(crate) struct PreparedStreamer {
+    client: Client,
+    slot: String,
+}
+
 impl Streamer {
-    /// Opens the second connection and starts receiving from `start` on `timeline`.
-    pub(crate) async fn start(
+    /// Opens the second connection, creates its slot and checks it reaches the same system.
+    pub(crate) async fn prepare(
         config: &Config,
         server: &ServerFacts,
-        start: Lsn,
-        timeline: u32,
         run: &RunOptions,
         options: &BackupOptions,
-    ) -> Result<Self, PhysicalError> {
+    ) -> Result<PreparedStreamer, PhysicalError> {
         let mut config = config.clone();
         config.set_replication(Replication::Physical);
         let mut client = Client::connect(&config).await.map_err(failed_to("connecting"))?;
@@ -92,6 +105,18 @@ impl Streamer {
         if id.systemid != server.system_identifier {
             return Err(PhysicalError::OtherSystem { backup: server.system_identifier, wal: id.systemid });
         }
+        Ok(PreparedStreamer { client, slot })
+    }
+
+    /// Starts receiving from `start` on `timeline` on the prepared connection.
+    pub(crate) async fn start(
+        prepared: PreparedStreamer,
+        server: &ServerFacts,
+        start: Lsn,
+        timeline: u32,
+        run: &RunOptions,
+    ) -> Result<Self, PhysicalError> {
+        let PreparedStreamer { mut client, slot } = prepared;
         let spool = WalSpool::new(run.spool_dir.as_deref(), server.wal_segment_size, timeline, start)?;
         let from = spool.start_position();
         let command = format!("START_REPLICATION SLOT {slot} PHYSICAL {from} TIMELINE {timeline}");
