@@ -36,6 +36,17 @@ const MAX_LINE: usize = 4096;
 pub(crate) const INHERITED_VARS: &[&str] =
     &["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_MESSAGES", "LC_CTYPE", "TZ"];
 
+/// Clears `cmd`'s environment down to [`INHERITED_VARS`]: the environment every child (and
+/// the tools' version probe) starts from.
+pub(crate) fn base_env(cmd: &mut tokio::process::Command) {
+    cmd.env_clear();
+    for var in INHERITED_VARS {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+}
+
 /// The connection hand-off shared by the children of one backup or restore.
 pub(crate) struct Prepared {
     /// The configuration with inline PEM replaced by file paths; no database.
@@ -233,12 +244,7 @@ impl Child {
     pub(crate) fn spawn(spec: Spawn<'_>) -> Result<Child, LogicalError> {
         let mut cmd = tokio::process::Command::new(&spec.tool);
         cmd.args(&spec.args);
-        cmd.env_clear();
-        for var in INHERITED_VARS {
-            if let Some(v) = std::env::var_os(var) {
-                cmd.env(var, v);
-            }
-        }
+        base_env(&mut cmd);
         debug_assert!(spec.prepared.env.iter().all(|(k, _)| LIBPQ_ENV_VARS.contains(k)));
         cmd.envs(spec.prepared.env.iter().map(|(k, v)| (*k, v.as_str())));
         if let Some(db) = spec.database {

@@ -157,12 +157,7 @@ async fn probe(dir: &Path, tools: &[&str]) -> Option<ToolSet> {
     let mut cmd = tokio::process::Command::new(&pg_dump);
     cmd.arg("--version").stdin(std::process::Stdio::null()).kill_on_drop(true);
     // The environment every child gets (no inherited `PG*` variable, no secret of the caller's).
-    cmd.env_clear();
-    for var in crate::child::INHERITED_VARS {
-        if let Some(v) = std::env::var_os(var) {
-            cmd.env(var, v);
-        }
-    }
+    crate::child::base_env(&mut cmd);
     let out = tokio::time::timeout(Duration::from_secs(10), cmd.output()).await.ok()?.ok()?;
     let line = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_owned();
     let major = parse_major(&line)?;
