@@ -59,7 +59,7 @@ mod tree;
 pub use tree::{TreeSink, TreeSinkStats};
 
 /// Name of the file that marks an unfinished data directory.
-pub const INCOMPLETE_MARKER: &str = "PGPLAKAR_BACKUP_INCOMPLETE";
+pub use record_sink::INCOMPLETE_MARKER;
 
 /// Suffix under which `PG_VERSION` waits for [`RecordSink::finish`].
 const PENDING_SUFFIX: &str = ".pgplakar-pending";
@@ -548,12 +548,7 @@ impl Drop for DirSink {
 }
 
 fn write_abort_marker(marker: &Path, reason: &str) -> io::Result<()> {
-    fs::write(
-        marker,
-        format!(
-            "This directory is an ABORTED backup written by pg_plakar. Do not use it.\nReason: {reason}\n"
-        ),
-    )
+    fs::write(marker, record_sink::abort_marker_text(reason))
 }
 
 /// The file being written.

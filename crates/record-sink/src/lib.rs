@@ -178,6 +178,15 @@ pub enum SinkError {
     Closed(String),
 }
 
+/// Name of the file that marks an unfinished or aborted backup kept on disk (the directory
+/// and tar sinks write it; its text is [`abort_marker_text`] once a backup was aborted).
+pub const INCOMPLETE_MARKER: &str = "PGPLAKAR_BACKUP_INCOMPLETE";
+
+/// What [`INCOMPLETE_MARKER`] says of a backup aborted for `reason` and kept on disk.
+pub fn abort_marker_text(reason: &str) -> String {
+    format!("This directory is an ABORTED backup written by pg_plakar. Do not use it.\nReason: {reason}\n")
+}
+
 /// Where every source writes its records.
 ///
 /// See the [crate documentation](crate) for the order in which the methods are called.

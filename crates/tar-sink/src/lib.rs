@@ -79,9 +79,8 @@ pub struct TarSinkOptions {
     pub keep_on_failure: bool,
 }
 
-/// The file a kept, aborted backup directory holds, with the reason (the name
-/// `dir-sink` uses for the same purpose).
-pub const INCOMPLETE_MARKER: &str = "PGPLAKAR_BACKUP_INCOMPLETE";
+/// The file a kept, aborted backup directory holds, with the reason (shared with `dir-sink`).
+pub use record_sink::INCOMPLETE_MARKER;
 
 impl TarSinkOptions {
     /// Options for a target, with every default.
@@ -684,11 +683,8 @@ impl RecordSink for TarSink {
                 let _ = archive.out.flush();
             }
             tracing::info!("backup directory {} not removed at user's request", dir.display());
-            let text = format!(
-                "This directory is an ABORTED backup written by pg_plakar. Do not use it.\nReason: {reason}\n"
-            );
             let marker = dir.join(INCOMPLETE_MARKER);
-            return fs::write(&marker, text)
+            return fs::write(&marker, record_sink::abort_marker_text(reason))
                 .map_err(|error| SinkError::Io { path: marker.display().to_string(), error });
         }
         self.remove_created();
