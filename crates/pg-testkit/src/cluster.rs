@@ -291,8 +291,7 @@ impl TestCluster {
         let _ = fs::remove_dir_all(&dir);
         make_public_dir(&dir)?;
         // The owner file comes first: a directory with it can always be reaped.
-        fs::write(dir.join("owner"), procs::owner_tag())
-            .map_err(io(format!("writing {}/owner", dir.display())))?;
+        procs::write_owner(&dir).map_err(io(format!("writing {}/owner", dir.display())))?;
         let data_dir = existing.clone().unwrap_or_else(|| dir.join("data"));
         fs::write(dir.join("data_dir"), data_dir.as_os_str().as_encoded_bytes())
             .map_err(io(format!("writing {}/data_dir", dir.display())))?;
@@ -449,8 +448,7 @@ impl TestCluster {
         let n = CLUSTER_COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = clusters.join(format!("d{}-{n}", std::process::id()));
         make_public_dir(&dir)?;
-        fs::write(dir.join("owner"), procs::owner_tag())
-            .map_err(io(format!("writing {}/owner", dir.display())))?;
+        procs::write_owner(&dir).map_err(io(format!("writing {}/owner", dir.display())))?;
         Ok(TestCluster {
             major,
             port: 0,

@@ -48,6 +48,17 @@ pub(crate) fn owner_tag() -> String {
     format!("{pid} {}", start_time(pid).unwrap_or(0))
 }
 
+/// Records this process as the owner of cluster directory `dir` (see [`reap_stale`]).
+///
+/// Written under a temporary name and renamed into place: a reaper in another thread or process
+/// never reads a half-written (empty) `owner` file, which it would take for a dead owner's and
+/// remove the directory being created.
+pub(crate) fn write_owner(dir: &Path) -> std::io::Result<()> {
+    let tmp = dir.join("owner.tmp");
+    fs::write(&tmp, owner_tag())?;
+    fs::rename(&tmp, dir.join("owner"))
+}
+
 /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks), `None` if gone or a zombie.
 fn start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -186,6 +197,35 @@ mod tests {
         assert!(owner_alive(&owner_tag()));
         assert!(!owner_alive("999999999 1"));
         assert!(!owner_alive("garbage"));
+    }
+
+    /// A reaper running beside directory creation never removes a directory being created (it
+    /// did when the owner file was written in place: an empty file read mid-write looked dead).
+    #[test]
+    fn reaper_never_takes_a_directory_being_created() {
+        let base =
+            std::env::temp_dir().join(format!("pg-testkit-reap-race-{}", owner_tag().replace(' ', "-")));
+        let (clusters, none) = (base.join("clusters"), base.join("none"));
+        fs::create_dir_all(&clusters).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reaper = {
+            let (clusters, none, stop) = (clusters.clone(), none.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    reap_stale(&clusters, &none, &none);
+                }
+            })
+        };
+        for n in 0..2000 {
+            let dir = clusters.join(format!("c{n}"));
+            fs::create_dir(&dir).unwrap();
+            write_owner(&dir).unwrap();
+            fs::write(dir.join("data_dir"), b"x").unwrap_or_else(|e| panic!("directory {n} was reaped: {e}"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reaper.join().unwrap();
+        assert_eq!(fs::read_dir(&clusters).unwrap().count(), 2000);
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
