@@ -235,9 +235,16 @@ impl WalReader {
             let in_page = self.fed % block;
             let page_start = seg_start + self.fed - in_page;
             let want = (block - in_page).min(seg_size - self.fed) as usize;
-            let take = want.min(bytes.len());
+            let mut take = want.min(bytes.len());
             if self.page_needed(page_start, seg_start) {
                 self.page.extend_from_slice(&bytes[..take]);
+            } else if self.block_size.is_some() {
+                // Not needed, nor is any page before the one holding the cursor (the pages
+                // before the start, the rest of a segment after a switch): skipped in one step,
+                // not a page at a time.
+                let needed_from = (self.cursor - self.cursor % block).min(seg_start + seg_size);
+                let skip = needed_from.saturating_sub(seg_start + self.fed).max(want as u64);
+                take = (skip.min(bytes.len() as u64)) as usize;
             }
             self.fed += take as u64;
             bytes = &bytes[take..];
