@@ -196,16 +196,18 @@ pub fn base(path: &str) -> &str {
 }
 
 /// A content-addressed blob store in a directory (or, with `keep = false`, one that only
-/// hashes: for benchmarks, where the disk would be the bottleneck).
+/// hashes: for benchmarks, where the disk would be the bottleneck; or, [`BlobStore::counting`],
+/// one that only counts bytes).
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     dir: PathBuf,
     keep: bool,
+    hash: bool,
 }
 
 /// A blob being written.
 pub struct BlobWriter {
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     file: Option<(std::fs::File, PathBuf)>,
     len: u64,
 }
@@ -214,7 +216,14 @@ impl BlobStore {
     /// A store in `dir` (created).
     pub fn new(dir: &Path, keep: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("blobs"))?;
-        Ok(Self { dir: dir.to_owned(), keep })
+        Ok(Self { dir: dir.to_owned(), keep, hash: true })
+    }
+
+    /// A store that neither writes nor hashes, only counts (a blob's "hash" is its length): the
+    /// host's side of a benchmark that measures the plugin and the transport alone, as the null
+    /// sink does for a native backup.
+    pub fn counting(dir: &Path) -> std::io::Result<Self> {
+        Ok(Self { hash: false, ..Self::new(dir, false)? })
     }
 
     /// Starts a blob.
@@ -226,7 +235,7 @@ impl BlobStore {
         } else {
             None
         };
-        Ok(BlobWriter { hasher: Sha256::new(), file, len: 0 })
+        Ok(BlobWriter { hasher: self.hash.then(Sha256::new), file, len: 0 })
     }
 
     /// Where blob `hash` is stored.
@@ -246,7 +255,10 @@ impl BlobStore {
 
     /// Finishes a blob; returns its hash.
     pub fn commit(&self, w: BlobWriter) -> std::io::Result<String> {
-        let hash = hex::encode(w.hasher.finalize());
+        let hash = match w.hasher {
+            Some(h) => hex::encode(h.finalize()),
+            None => format!("unhashed-{}", w.len),
+        };
         if let Some((f, p)) = w.file {
             drop(f);
             std::fs::rename(p, self.path(&hash))?;
@@ -258,7 +270,9 @@ impl BlobStore {
 impl BlobWriter {
     /// Appends bytes.
     pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.hasher.update(data);
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
         self.len += data.len() as u64;
         if let Some((f, _)) = &mut self.file {
             f.write_all(data)?;
