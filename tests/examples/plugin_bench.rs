@@ -67,6 +67,9 @@ fn server_cpu_s(postmaster: u32) -> f64 {
     own + reaped + live
 }
 
+/// A plugin run: its label, the plugin's environment, the host's store.
+type Variant<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a BlobStore);
+
 /// Lets the walsender that served a finished backup exit and be reaped by the postmaster, so
 /// that its CPU time shows in the postmaster's children's total.
 async fn settle() {
@@ -125,7 +128,7 @@ async fn main() {
             per_gb(server, bytes),
             per_gb(client, bytes),
         );
-        let variants: [(&str, &[(&str, &str)], &BlobStore); 3] = [
+        let variants: [Variant<'_>; 3] = [
             ("plugin, buffered ≤1 MiB            ", &[], &store),
             ("plugin, all streamed               ", &[("PLAKAR_PG_BUFFER_THRESHOLD", "0")], &store),
             ("plugin, buffered, host only counts", &[], &counting),
