@@ -492,6 +492,22 @@ fn finish_process(name: &str, result: std::io::Result<()>) -> ! {
     children::kill_all();
     match result {
         Ok(()) => std::process::exit(0),
-        Err(e) => exit_with(name, &format!("connection to Plakar failed: {e}")),
+        Err(e) => exit_with(name, &format!("connection to Plakar failed: {}", error_chain(&e))),
     }
+}
+
+/// An error and its sources, outermost first ("http2 error: …: …"): hyper's own message names
+/// only the layer, the cause is in the sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }

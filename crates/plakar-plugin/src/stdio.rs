@@ -142,8 +142,8 @@ impl AsyncWrite for StdioTransport {
 
 /// Serves `routes` on one HTTP/2 connection over `io` until the peer closes it.
 ///
-/// Windows are adaptive (1 MiB chunks flow without stalls); there is no keepalive, no idle
-/// timeout and no maximum connection age, so the server never ends the connection itself.
+/// Receive windows are fixed and large (see below); there is no keepalive, no idle timeout and
+/// no maximum connection age, so the server never ends the connection itself.
 /// Returns `Ok` when the host closes the pipes (the usual end of a plugin's life).
 pub async fn serve_connection<IO>(io: IO, routes: tonic::service::Routes) -> Result<(), hyper::Error>
 where
@@ -156,7 +156,14 @@ where
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        .adaptive_window(true)
+        // Fixed, large receive windows rather than adaptive ones: h2 (0.4.20) closes the
+        // connection with ENHANCE_YOUR_CALM ("detected excessive load generating behavior") once
+        // the small DATA frames it holds unread exceed half the connection window. The host's
+        // acknowledgements are such frames, one per record: with a 64 KiB window, a plugin that
+        // fell ~300 acknowledgements behind under load lost the connection and the backup.
+        // 16 MiB leaves room for ~80 000; the host's 1 MiB chunks on Export flow freely too.
+        .initial_connection_window_size(16 << 20)
+        .initial_stream_window_size(4 << 20)
         .max_frame_size(1 << 20)
         .max_send_buf_size(2 << 20)
         .max_concurrent_streams(1024);
