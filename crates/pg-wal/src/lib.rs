@@ -320,8 +320,10 @@ pub mod fuzzing {
             system_identifier: Some(42),
             major: Some(16),
         };
-        let segs: Vec<(u64, &[u8])> =
-            wal.segment_numbers().into_iter().map(|n| (n, wal.segment(n).unwrap())).collect();
+        fn view(wal: &WalBuilder) -> Vec<(u64, &[u8])> {
+            wal.segment_numbers().into_iter().map(|n| (n, wal.segment(n).expect("listed"))).collect()
+        }
+        let segs = view(&wal);
         // Pieces of 61 to 3904 bytes (not 1: the unit tests feed byte by byte) over the records
         // and the page after them; 64 KiB pieces before and after.
         let split = (usize::from(mode >> 2) + 1) * 61;
@@ -342,8 +344,7 @@ pub mod fuzzing {
                 s[off] ^= x.max(1);
             }
         }
-        let borrowed: Vec<(u64, &[u8])> =
-            wal.segment_numbers().into_iter().map(|n| (n, wal.segment(n).unwrap())).collect();
+        let borrowed = view(&wal);
         let known = read_focused(&params, end, true, &borrowed, split, &focus);
         let deferred = read_focused(&params, end, false, &borrowed, split.saturating_mul(3), &focus);
         assert_eq!(known.is_ok(), deferred.is_ok(), "same verdict: {known:?} / {deferred:?}");
