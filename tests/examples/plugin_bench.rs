@@ -38,17 +38,24 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU seconds of `pid` (user + system, all threads), and of its reaped children.
-fn cpu_s(pid: u32) -> (f64, f64) {
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces): the
+/// process state first, so `utime` is index 11. Empty if the process is gone.
+fn stat_fields(pid: u32) -> Vec<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is field 14 of the line.
-    let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
-    let f: Vec<f64> = rest.split_whitespace().skip(11).take(4).map(|v| v.parse().unwrap_or(0.0)).collect();
+    stat.rfind(')').map_or_else(Vec::new, |i| stat[i + 1..].split_whitespace().map(str::to_owned).collect())
+}
+
+/// CPU seconds in `fields` (of [`stat_fields`]): the process's own (user + system, all
+/// threads), and its reaped children's.
+fn cpu_s_of(fields: &[String]) -> (f64, f64) {
     let tick = 100.0; // USER_HZ on Linux
-    match f.as_slice() {
-        [u, s, cu, cs] => ((u + s) / tick, (cu + cs) / tick),
-        _ => (0.0, 0.0),
-    }
+    let at = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ((at(11) + at(12)) / tick, (at(13) + at(14)) / tick)
+}
+
+/// CPU seconds of `pid`, and of its reaped children.
+fn cpu_s(pid: u32) -> (f64, f64) {
+    cpu_s_of(&stat_fields(pid))
 }
 
 /// CPU seconds used so far by the cluster: the postmaster, its live children, and the children
@@ -58,10 +65,9 @@ fn server_cpu_s(postmaster: u32) -> f64 {
     let mut live = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().nth(1)?.parse::<u32>().ok());
-        if ppid == Some(postmaster) {
-            live += cpu_s(pid).0;
+        let fields = stat_fields(pid);
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(postmaster) {
+            live += cpu_s_of(&fields).0;
         }
     }
     own + reaped + live
