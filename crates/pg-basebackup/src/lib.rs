@@ -30,7 +30,7 @@ pub use pg_wire::replication::Lsn;
 pub mod fuzzing {
     //! Entry point of the `basebackup` fuzz target, also replayed by the crate's tests.
 
-    use crate::summary::{Chunking, decode_pieces, split};
+    use crate::summary::{Chunking, decode_pieces, pieces};
     use crate::{Compression, DecoderOptions};
 
     /// Options chosen by the first input byte: major 12…18, manifest, compression.
@@ -59,7 +59,7 @@ pub mod fuzzing {
             c => Chunking::Random { seed: u64::from(c), max: 300 },
         };
         let whole = decode_pieces(opts, [rest]);
-        let s = decode_pieces(opts, split(rest, chunking));
+        let s = decode_pieces(opts, pieces(rest, chunking));
         assert_eq!(whole, s, "the decoder's output depends on how the input is split");
         if s.done {
             assert!(s.error.is_none() && s.end.is_some() && s.start.is_some());
