@@ -31,7 +31,7 @@ pub mod fuzzing {
     //! Entry point of the `basebackup` fuzz target, also replayed by the crate's tests.
 
     use crate::summary::{Chunking, decode_pieces, pieces};
-    use crate::{Compression, DecoderOptions};
+    use crate::{Compression, DecodeError, DecoderOptions};
 
     /// Options chosen by the first input byte: major 12…18, manifest, compression.
     pub fn options(b: u8) -> DecoderOptions {
@@ -62,7 +62,18 @@ pub mod fuzzing {
         let s = decode_pieces(opts, pieces(rest, chunking));
         assert_eq!(whole, s, "the decoder's output depends on how the input is split");
         if s.done {
-            assert!(s.error.is_none() && s.end.is_some() && s.start.is_some());
+            assert!(s.end.is_some() && s.start.is_some());
+            // `Done` comes with ReadyForQuery; the only error that can follow it is for bytes
+            // after ReadyForQuery (then `finish` fails too).
+            if let Some(e) = &s.error {
+                assert!(
+                    matches!(
+                        e,
+                        DecodeError::Unexpected { state: "after ReadyForQuery (backup complete)", .. }
+                    ),
+                    "an error after Done: {e}"
+                );
+            }
             assert!(s.archives.iter().all(|a| a.complete));
             assert_eq!(s.archives.len(), s.tablespaces.len());
         }

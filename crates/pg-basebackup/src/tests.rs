@@ -580,10 +580,20 @@ fn result_set_violations() {
     zero.extend(row_desc(&["spcoid", "spclocation", "size"]));
     zero.extend(cc("SELECT"));
     assert!(decode_err(o, &zero).to_string().contains("main data directory last"));
-    // Anything after ReadyForQuery.
-    let mut extra = b.clone();
-    extra.extend(msg(b'Z', b"I"));
-    assert!(matches!(decode_err(o, &extra), DecodeError::Unexpected { .. }));
+    // Anything after ReadyForQuery, a whole message or a piece of one: `Done` was already
+    // produced (the response was complete), then the extra bytes are an error and `finish`
+    // fails, so the caller (which calls `finish` on `Done`) does not report success.
+    for tail in [msg(b'Z', b"I"), vec![0, 0, 0]] {
+        let mut extra = b.clone();
+        extra.extend(&tail);
+        let s = decode_pieces(o, [&extra[..]]);
+        assert!(s.done);
+        let e = s.error.expect("bytes after ReadyForQuery are an error");
+        assert!(
+            matches!(e, DecodeError::Unexpected { state: "after ReadyForQuery (backup complete)", .. }),
+            "{e}"
+        );
+    }
 }
 
 #[test]
